@@ -1,0 +1,415 @@
+"""Ensemble configuration: one YAML file whose keys mirror the `finance-slm-ensemble` ConfigMap.
+
+A ConfigMap stores every value as a string, so each scalar key also accepts its string form
+("25000", "0.90", "true"), and the model list may be a YAML document inside a string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from server import model_files
+
+LARGE_MODEL_MIN_WEIGHT = 3.0
+
+# Section name -> (priority, default token budget at a 25,000-token context).
+DEFAULT_SECTION_BUDGETS: dict[str, tuple[int, int]] = {
+    "current_ohlcv": (1, 3000),
+    "order_book": (1, 4000),
+    "recent_news": (2, 6000),
+    "indicators": (3, 2000),
+    "volatility_metrics": (3, 2000),
+    "pattern_matching": (4, 5000),
+    "correlation_data": (4, 3000),
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed or names a file that does not exist."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    # Exactly one of path and package locates the GGUF file.
+    path: str | None
+    package: str | None
+    weight: float
+    quantization: str = ""
+    parameters: str = ""
+    # 0 uses every core of the worker's machine.
+    threads: int = 0
+    # 0 runs with the model's training context, capped at max_context_size.
+    n_ctx: int = 0
+    max_tokens: int = 256
+    # host:port of the worker; port 0 lets `quorum up` pick a free port.
+    address: str = "127.0.0.1:0"
+
+    def is_large(self, large_min_weight: float = LARGE_MODEL_MIN_WEIGHT) -> bool:
+        return self.weight >= large_min_weight
+
+    def resolve_path(self, models_dir: Path) -> Path:
+        """Return the GGUF file, assembling it from its package when needed."""
+        return model_files.resolve(self.name, self.path, self.package, models_dir)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    confidence_execute: float = 0.85
+    agreement_execute: float = 0.70
+    confidence_alert: float = 0.70
+    agreement_alert: float = 0.60
+    large_model_min_weight: float = LARGE_MODEL_MIN_WEIGHT
+    # Share of answered large models that must agree: 1.0 is all of them.
+    large_consensus_min_agreement: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    models: tuple[ModelConfig, ...]
+    default_context_size: int = 25000
+    max_context_size: int = 50000
+    auto_expand_threshold: float = 0.90
+    market_window_minutes: int = 60
+    max_processing_time_seconds: float = 300.0
+    decision_window_minutes: int = 30
+    horizon_minutes: int = 30
+    max_concurrent_symbols: int = 2
+    queue_strategy: str = "priority"
+    enable_parallel_processing: bool = True
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    # Cores each host gives to generation; models on a host are queued within it. A loopback
+    # host that is not listed gives the coordinator machine's core count; any other host
+    # that is not listed runs all its models at once.
+    host_core_budget: Mapping[str, int] = field(default_factory=dict)
+    section_budgets: Mapping[str, tuple[int, int]] = field(
+        default_factory=lambda: dict(DEFAULT_SECTION_BUDGETS)
+    )
+    data_lake: str = "./data/lake"
+    models_dir: str = "./data/models"
+    # Model whose tokenizer the coordinator counts section tokens with; default the first.
+    context_tokenizer_model: str = ""
+    coordinator_address: str = ""
+    coordinator_listen: str = "127.0.0.1:50051"
+    temperature: float = 0.0
+    seed: int = 42
+    source_path: str = ""
+
+    def model(self, name: str) -> ModelConfig:
+        for model in self.models:
+            if model.name == name:
+                return model
+        known = ", ".join(model.name for model in self.models)
+        raise ConfigError(f"model {name!r} is not configured (configured: {known})")
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every setting that shapes a result, so a record names its ensemble."""
+        shaping = asdict(self)
+        for key in ("source_path", "coordinator_address", "coordinator_listen", "data_lake"):
+            shaping.pop(key)
+        for model in shaping["models"]:
+            model.pop("address")
+        text = json.dumps(shaping, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+_THRESHOLD_KEYS = {
+    "confidence_threshold_execute": "confidence_execute",
+    "agreement_threshold_execute": "agreement_execute",
+    "confidence_threshold_alert": "confidence_alert",
+    "agreement_threshold_alert": "agreement_alert",
+    "large_model_min_weight": "large_model_min_weight",
+    "large_consensus_min_agreement": "large_consensus_min_agreement",
+}
+
+_INT_KEYS = (
+    "default_context_size",
+    "max_context_size",
+    "market_window_minutes",
+    "decision_window_minutes",
+    "horizon_minutes",
+    "max_concurrent_symbols",
+    "seed",
+)
+_FLOAT_KEYS = ("auto_expand_threshold", "max_processing_time_seconds", "temperature")
+_STRING_KEYS = (
+    "queue_strategy",
+    "data_lake",
+    "models_dir",
+    "context_tokenizer_model",
+    "coordinator_address",
+    "coordinator_listen",
+)
+_MODEL_KEYS = {
+    "name",
+    "path",
+    "package",
+    "weight",
+    "quantization",
+    "parameters",
+    "size",
+    "threads",
+    "n_ctx",
+    "max_tokens",
+    "address",
+}
+# Keys of the reference ConfigMap that this loader reads into other settings.
+_MODEL_LIST_KEYS = ("models", "large_models", "small_models")
+_OTHER_KEYS = {
+    "enable_parallel_processing",
+    "require_large_model_consensus",
+    "host_core_budget",
+    "section_budgets",
+}
+
+
+def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read a configuration file; `overrides` replace top-level keys after reading."""
+    source = Path(path)
+    try:
+        raw = yaml.safe_load(source.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {source} not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"configuration file {source} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {source} must contain a mapping of keys")
+    raw.update(overrides or {})
+    config = from_mapping(raw, base_dir=source.resolve().parent)
+    return replace(config, source_path=str(source))
+
+
+def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config:
+    """Build a Config from parsed YAML or ConfigMap data, validating every key."""
+    known = set(_THRESHOLD_KEYS) | set(_INT_KEYS) | set(_FLOAT_KEYS) | set(_STRING_KEYS)
+    known |= set(_MODEL_LIST_KEYS) | _OTHER_KEYS
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+
+    values: dict[str, Any] = {}
+    for key in _INT_KEYS:
+        if key in raw:
+            values[key] = _as_int(key, raw[key])
+    for key in _FLOAT_KEYS:
+        if key in raw:
+            values[key] = _as_float(key, raw[key])
+    for key in _STRING_KEYS:
+        if key in raw and raw[key] is not None:
+            values[key] = str(raw[key])
+    if "enable_parallel_processing" in raw:
+        values["enable_parallel_processing"] = _as_bool(
+            "enable_parallel_processing", raw["enable_parallel_processing"]
+        )
+    if "require_large_model_consensus" in raw:
+        if not _as_bool("require_large_model_consensus", raw["require_large_model_consensus"]):
+            raise ConfigError(
+                "require_large_model_consensus: false is not supported: Quorum never executes"
+                " without agreement of the large models"
+            )
+
+    thresholds = {
+        field_name: _as_float(key, raw[key])
+        for key, field_name in _THRESHOLD_KEYS.items()
+        if key in raw
+    }
+    values["thresholds"] = Thresholds(**thresholds)
+    if "host_core_budget" in raw:
+        values["host_core_budget"] = _parse_core_budget(raw["host_core_budget"])
+    if "section_budgets" in raw:
+        values["section_budgets"] = _parse_section_budgets(raw["section_budgets"])
+
+    models = _parse_models(raw, base_dir)
+    config = Config(models=models, **values)
+    _validate(config)
+    return config
+
+
+def _parse_models(raw: Mapping[str, Any], base_dir: Path | None) -> tuple[ModelConfig, ...]:
+    entries: list[Any] = []
+    for key in _MODEL_LIST_KEYS:
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list of models, got {type(value).__name__}")
+        entries.extend(value)
+    if not entries:
+        raise ConfigError("no models configured: add a `models` list")
+
+    models = []
+    for index, entry in enumerate(entries):
+        models.append(_parse_model(f"models[{index}]", entry, base_dir))
+    names = [model.name for model in models]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"model names must be unique, repeated: {', '.join(duplicates)}")
+    return tuple(models)
+
+
+def _parse_model(where: str, entry: Any, base_dir: Path | None) -> ModelConfig:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a mapping, got {entry!r}")
+    unknown = sorted(set(entry) - _MODEL_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name is missing")
+    path = entry.get("path")
+    package = entry.get("package")
+    if (path is None) == (package is None):
+        raise ConfigError(f"{where} ({name}) needs exactly one of `path` or `package`")
+    if path is not None and base_dir is not None and not Path(path).is_absolute():
+        path = str((base_dir / path).resolve())
+    if "weight" not in entry:
+        raise ConfigError(f"{where}.weight is missing for {name}")
+    weight = _as_float(f"{where}.weight", entry["weight"])
+    if weight <= 0:
+        raise ConfigError(f"{where}.weight must be positive, got {weight}")
+    model = ModelConfig(
+        name=name,
+        path=path,
+        package=package,
+        weight=weight,
+        quantization=str(entry.get("quantization", "")),
+        parameters=str(entry.get("parameters", entry.get("size", ""))),
+        threads=_as_int(f"{where}.threads", entry.get("threads", 0)),
+        n_ctx=_as_int(f"{where}.n_ctx", entry.get("n_ctx", 0)),
+        max_tokens=_as_int(f"{where}.max_tokens", entry.get("max_tokens", 256)),
+        address=str(entry.get("address", "127.0.0.1:0")),
+    )
+    if model.threads < 0:
+        raise ConfigError(f"{where}.threads must be 0 (all cores) or more, got {model.threads}")
+    if model.n_ctx < 0:
+        raise ConfigError(f"{where}.n_ctx must be 0 or positive, got {model.n_ctx}")
+    if model.max_tokens < 16:
+        raise ConfigError(f"{where}.max_tokens must be at least 16, got {model.max_tokens}")
+    return model
+
+
+def _validate(config: Config) -> None:
+    if config.default_context_size < 512:
+        raise ConfigError(
+            f"default_context_size must be at least 512, got {config.default_context_size}"
+        )
+    if config.max_context_size < config.default_context_size:
+        raise ConfigError(
+            f"max_context_size {config.max_context_size} is below default_context_size"
+            f" {config.default_context_size}"
+        )
+    if not 0 < config.auto_expand_threshold <= 1:
+        raise ConfigError(
+            f"auto_expand_threshold must be in (0, 1], got {config.auto_expand_threshold}"
+        )
+    if not 1 <= config.market_window_minutes <= 24 * 60:
+        raise ConfigError(
+            f"market_window_minutes must be in [1, 1440], got {config.market_window_minutes}"
+        )
+    if config.horizon_minutes < 1:
+        raise ConfigError(f"horizon_minutes must be positive, got {config.horizon_minutes}")
+    if config.max_processing_time_seconds <= 0:
+        raise ConfigError(
+            "max_processing_time_seconds must be positive,"
+            f" got {config.max_processing_time_seconds}"
+        )
+    if config.max_concurrent_symbols < 1:
+        raise ConfigError(
+            f"max_concurrent_symbols must be at least 1, got {config.max_concurrent_symbols}"
+        )
+    for name, value in asdict(config.thresholds).items():
+        if name == "large_model_min_weight":
+            continue
+        if not 0 <= value <= 1:
+            raise ConfigError(f"threshold {name} must be in [0, 1], got {value}")
+    if config.context_tokenizer_model:
+        config.model(config.context_tokenizer_model)
+
+
+def _parse_core_budget(value: Any) -> dict[str, int]:
+    if isinstance(value, str):
+        value = yaml.safe_load(value)
+    if not isinstance(value, dict):
+        raise ConfigError(f"host_core_budget must map host to cores, got {value!r}")
+    budget = {str(host): _as_int(f"host_core_budget.{host}", cores) for host, cores in value.items()}
+    for host, cores in budget.items():
+        if cores < 1:
+            raise ConfigError(f"host_core_budget.{host} must be at least 1, got {cores}")
+    return budget
+
+
+def _parse_section_budgets(value: Any) -> dict[str, tuple[int, int]]:
+    if isinstance(value, str):
+        value = yaml.safe_load(value)
+    if not isinstance(value, dict):
+        raise ConfigError(f"section_budgets must map section to priority and tokens, got {value!r}")
+    budgets = dict(DEFAULT_SECTION_BUDGETS)
+    for name, entry in value.items():
+        if name not in DEFAULT_SECTION_BUDGETS:
+            known = ", ".join(DEFAULT_SECTION_BUDGETS)
+            raise ConfigError(f"section_budgets: unknown section {name!r} (known: {known})")
+        if not isinstance(entry, dict) or set(entry) - {"priority", "tokens"}:
+            raise ConfigError(f"section_budgets.{name} must have `priority` and `tokens`")
+        priority, tokens = budgets[name]
+        priority = _as_int(f"section_budgets.{name}.priority", entry.get("priority", priority))
+        tokens = _as_int(f"section_budgets.{name}.tokens", entry.get("tokens", tokens))
+        if priority < 1 or tokens < 0:
+            raise ConfigError(f"section_budgets.{name}: priority >= 1 and tokens >= 0 required")
+        budgets[name] = (priority, tokens)
+    return budgets
+
+
+def _as_int(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be an integer, got {value!r}") from None
+    if not number.is_integer():
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    return int(number)
+
+
+def _as_float(key: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} must be finite, got {value!r}")
+    return number
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def check_model_files(config: Config) -> dict[str, Path]:
+    """Resolve every model's GGUF file; raise one error naming each missing file."""
+    resolved: dict[str, Path] = {}
+    missing: list[str] = []
+    for model in config.models:
+        try:
+            resolved[model.name] = model.resolve_path(Path(config.models_dir))
+        except model_files.ModelFileError as error:
+            missing.append(str(error))
+    if missing:
+        raise ConfigError("model files missing:\n  " + "\n  ".join(missing))
+    return resolved
