@@ -32,7 +32,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/python -m pip install --quiet "ruff==0.14.0" "mypy==1.18.2"
+	$(BIN)/python -m pip install --quiet "ruff==0.17.6" "mypy==2.4.1" "types-PyYAML==6.0.12.20261113"
 	$(BIN)/ruff check server worker fastpath tests
 	$(BIN)/mypy server worker
 

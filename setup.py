@@ -6,6 +6,7 @@ build output and are not committed.
 """
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy
 from Cython.Build import cythonize
@@ -39,7 +40,7 @@ def generate_stubs() -> None:
 
 class BuildProto(Command):
     description = "generate the gRPC Python stubs from proto/"
-    user_options: list = []
+    user_options: ClassVar[list] = []
 
     def initialize_options(self) -> None:
         pass

@@ -172,8 +172,21 @@ _OTHER_KEYS = {
 
 
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read a configuration file; `overrides` replace top-level keys after reading."""
+    """Read a configuration file, or a directory with one file per key (a mounted ConfigMap).
+
+    `overrides` replace top-level keys after reading.
+    """
     source = Path(path)
+    if source.is_dir():
+        raw = _read_configmap_dir(source)
+    else:
+        raw = _read_yaml(source)
+    raw.update(overrides or {})
+    config = from_mapping(raw, base_dir=source.resolve().parent)
+    return replace(config, source_path=str(source))
+
+
+def _read_yaml(source: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(source.read_text())
     except FileNotFoundError:
@@ -182,9 +195,20 @@ def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config
         raise ConfigError(f"configuration file {source} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"configuration file {source} must contain a mapping of keys")
-    raw.update(overrides or {})
-    config = from_mapping(raw, base_dir=source.resolve().parent)
-    return replace(config, source_path=str(source))
+    return raw
+
+
+def _read_configmap_dir(source: Path) -> dict[str, Any]:
+    """Read a mounted ConfigMap: one file per key, the file's text as the value.
+
+    Kubernetes keeps its own bookkeeping entries (`..data`, `..2024_...`) beside the keys;
+    names starting with a dot are skipped.
+    """
+    return {
+        entry.name: entry.read_text()
+        for entry in sorted(source.iterdir())
+        if not entry.name.startswith(".") and entry.is_file()
+    }
 
 
 def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config:
@@ -209,12 +233,12 @@ def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config
         values["enable_parallel_processing"] = _as_bool(
             "enable_parallel_processing", raw["enable_parallel_processing"]
         )
-    if "require_large_model_consensus" in raw:
-        if not _as_bool("require_large_model_consensus", raw["require_large_model_consensus"]):
-            raise ConfigError(
-                "require_large_model_consensus: false is not supported: Quorum never executes"
-                " without agreement of the large models"
-            )
+    require_large = raw.get("require_large_model_consensus", True)
+    if not _as_bool("require_large_model_consensus", require_large):
+        raise ConfigError(
+            "require_large_model_consensus: false is not supported: Quorum never executes"
+            " without agreement of the large models"
+        )
 
     thresholds = {
         field_name: _as_float(key, raw[key])
@@ -341,7 +365,9 @@ def _parse_core_budget(value: Any) -> dict[str, int]:
         value = yaml.safe_load(value)
     if not isinstance(value, dict):
         raise ConfigError(f"host_core_budget must map host to cores, got {value!r}")
-    budget = {str(host): _as_int(f"host_core_budget.{host}", cores) for host, cores in value.items()}
+    budget = {
+        str(host): _as_int(f"host_core_budget.{host}", cores) for host, cores in value.items()
+    }
     for host, cores in budget.items():
         if cores < 1:
             raise ConfigError(f"host_core_budget.{host} must be at least 1, got {cores}")

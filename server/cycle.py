@@ -1,0 +1,311 @@
+"""One analysis cycle: point-in-time data, features, context, fan-out, consensus, record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fastpath.consensus import weighted_consensus
+from quorum.v1 import ensemble_pb2, inference_pb2
+from server import records, synthesis
+from server.config import Config
+from server.consensus_policy import decide
+from server.context_builder import Context, build_context, choose_context_size
+from server.dispatch import DispatchPlan
+from server.fanout import ModelOutcome, WorkerClients, fan_out
+from server.features import Features, compute_features
+from server.market_data import NS_PER_MINUTE, Bars, MarketInputs
+from server.market_store import MarketStore
+from server.result_store import ResultStore
+from server.tokenizer import ReferenceTokenizer
+from server.validation import (
+    bars_from_proto,
+    news_from_proto,
+    order_book_from_proto,
+    validate_request,
+)
+
+log = logging.getLogger(__name__)
+
+# How far back the other symbols' bars are read for correlations and lead-lag.
+RELATED_LOOKBACK_NS = 30 * 24 * 60 * NS_PER_MINUTE
+NEWS_LOOKBACK_NS = 6 * 60 * NS_PER_MINUTE
+
+
+@dataclass
+class CycleDependencies:
+    config: Config
+    market: MarketStore
+    results: ResultStore
+    workers: WorkerClients
+    tokenizer: ReferenceTokenizer
+
+
+class Cycle:
+    """Runs analysis cycles; each call of `run` yields its AnalysisEvents, the result last."""
+
+    def __init__(self, deps: CycleDependencies) -> None:
+        self.deps = deps
+        self.config = deps.config
+
+    async def run(
+        self, request: ensemble_pb2.AnalyzeRequest
+    ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
+        """Validate, then run the cycle. Raises InvalidArgument before anything is written."""
+        started = time.monotonic()
+        validate_request(request, self.config, self.deps.market)
+        request_id = request.request_id or uuid.uuid4().hex
+        symbol = request.symbol
+        window_end = request.window_end.ToNanoseconds()
+        window_minutes = request.window_minutes or self.config.market_window_minutes
+        log.info(
+            "Cycle %s for %s at %s started", request_id, symbol, request.window_end.ToJsonString()
+        )
+
+        inputs = await asyncio.to_thread(
+            self._load_inputs, request, symbol, window_end, window_minutes
+        )
+        features = await asyncio.to_thread(
+            compute_features,
+            inputs.bars,
+            inputs.related,
+            window_minutes=window_minutes,
+            horizon_minutes=self.config.horizon_minutes,
+        )
+        context, expand_reason = await asyncio.to_thread(
+            self._build_context, request, inputs, features
+        )
+        summary = records.context_summary(context, expand_reason, self.config.default_context_size)
+        yield ensemble_pb2.AnalysisEvent(context_ready=summary)
+
+        events: asyncio.Queue[ensemble_pb2.AnalysisEvent | None] = asyncio.Queue()
+        fan_out_task = asyncio.create_task(
+            self._fan_out(request_id, inputs, window_minutes, context, events)
+        )
+        try:
+            while (event := await events.get()) is not None:
+                yield event
+            outcomes = await fan_out_task
+        finally:
+            if not fan_out_task.done():
+                fan_out_task.cancel()
+                await asyncio.gather(fan_out_task, return_exceptions=True)
+
+        result = self._conclude(request_id, inputs, window_minutes, summary, outcomes, started)
+        yield ensemble_pb2.AnalysisEvent(consensus=result.consensus)
+        yield ensemble_pb2.AnalysisEvent(decision=result.decision)
+        await asyncio.to_thread(self._record, result)
+        log.info(
+            "Cycle %s for %s finished: %s in %.1f s",
+            request_id,
+            symbol,
+            ensemble_pb2.Action.Name(result.decision.action),
+            result.elapsed_ms / 1000,
+        )
+        yield ensemble_pb2.AnalysisEvent(result=result)
+
+    def _load_inputs(
+        self,
+        request: ensemble_pb2.AnalyzeRequest,
+        symbol: str,
+        window_end: int,
+        window_minutes: int,
+    ) -> MarketInputs:
+        market = self.deps.market
+        if request.bars:
+            # Bars sent with the request are cut at window_end like the store's.
+            bars = bars_from_proto(symbol, request.bars).until(window_end)
+        else:
+            bars = market.read_bars(symbol, window_end)
+        related: dict[str, Bars] = {}
+        for other in market.symbols():
+            if other == symbol:
+                continue
+            other_bars = market.read_bars(other, window_end, window_end - RELATED_LOOKBACK_NS)
+            if len(other_bars):
+                related[other] = other_bars
+        window_start = window_end - window_minutes * NS_PER_MINUTE
+        if request.order_book:
+            snapshots = tuple(
+                s
+                for s in order_book_from_proto(request.order_book)
+                if window_start < s.time <= window_end
+            )
+        else:
+            snapshots = tuple(market.read_order_book(symbol, window_start, window_end))
+        news_start = window_end - NEWS_LOOKBACK_NS
+        if request.news:
+            news = tuple(
+                item
+                for item in news_from_proto(request.news)
+                if news_start < item.time <= window_end
+            )
+        else:
+            news = tuple(market.read_news(symbol, news_start, window_end))
+        return MarketInputs(
+            symbol=symbol,
+            window_end=window_end,
+            window_minutes=window_minutes,
+            bars=bars,
+            related=related,
+            order_book=snapshots,
+            news=news,
+        )
+
+    def _build_context(
+        self,
+        request: ensemble_pb2.AnalyzeRequest,
+        inputs: MarketInputs,
+        features: Features,
+    ) -> tuple[Context, str]:
+        size, reason = choose_context_size(
+            inputs=inputs,
+            features=features,
+            budgets=self.config.section_budgets,
+            requested_size=request.context_size,
+            volatile=request.volatile_window,
+            config=self.config,
+            count_tokens=self.deps.tokenizer.count,
+        )
+        context = build_context(
+            inputs,
+            features,
+            self.config.section_budgets,
+            size,
+            self.deps.tokenizer.count,
+            self.config.horizon_minutes,
+        )
+        return context, reason
+
+    async def _fan_out(
+        self,
+        request_id: str,
+        inputs: MarketInputs,
+        window_minutes: int,
+        context: Context,
+        events: asyncio.Queue[ensemble_pb2.AnalysisEvent | None],
+    ) -> list[ModelOutcome]:
+        generate = inference_pb2.GenerateRequest(
+            request_id=request_id,
+            symbol=inputs.symbol,
+            window_end=_timestamp(inputs.window_end),
+            window_minutes=window_minutes,
+            horizon_minutes=self.config.horizon_minutes,
+            context_size=context.context_size,
+            sections=[
+                inference_pb2.ContextSection(
+                    name=section.name,
+                    priority=section.priority,
+                    token_budget=section.budget_tokens,
+                    text=section.text,
+                )
+                for section in context.sections
+            ],
+            temperature=self.config.temperature,
+            seed=self.config.seed,
+        )
+        plan = DispatchPlan(
+            self.config.models,
+            self.deps.workers.addresses,
+            self.config.host_core_budget,
+            self.config.enable_parallel_processing,
+        )
+
+        large_min_weight = self.config.thresholds.large_model_min_weight
+
+        async def emit(event: ensemble_pb2.AnalysisEvent) -> None:
+            await events.put(event)
+
+        async def emit_outcome(outcome: ModelOutcome) -> None:
+            verdict = records.model_verdict(outcome, None, 0, large_min_weight)
+            await events.put(ensemble_pb2.AnalysisEvent(verdict=verdict))
+
+        try:
+            return await fan_out(
+                plan,
+                self.deps.workers,
+                generate,
+                self.config.max_processing_time_seconds,
+                emit,
+                emit_outcome,
+            )
+        finally:
+            await events.put(None)
+
+    def _conclude(
+        self,
+        request_id: str,
+        inputs: MarketInputs,
+        window_minutes: int,
+        summary: ensemble_pb2.ContextSummary,
+        outcomes: list[ModelOutcome],
+        started: float,
+    ) -> ensemble_pb2.AnalysisResult:
+        thresholds = self.config.thresholds
+        answered = np.array([outcome.answered for outcome in outcomes], dtype=bool)
+        weights = np.array([outcome.model.weight for outcome in outcomes], dtype=np.float64)
+        confidences = np.array(
+            [o.result.verdict.confidence if o.answered and o.result else 0.0 for o in outcomes],
+            dtype=np.float64,
+        )
+        directions = np.array(
+            [o.result.verdict.direction if o.answered and o.result else 0 for o in outcomes],
+            dtype=np.int8,
+        )
+        consensus = weighted_consensus(
+            weights,
+            confidences,
+            directions,
+            answered,
+            large_min_weight=thresholds.large_model_min_weight,
+            large_min_agreement=thresholds.large_consensus_min_agreement,
+        )
+        decision = decide(consensus, thresholds)
+        verdicts = [
+            records.model_verdict(outcome, consensus, index, thresholds.large_model_min_weight)
+            for index, outcome in enumerate(outcomes)
+        ]
+        consensus_pb = records.consensus_message(consensus, len(outcomes))
+        decision_pb = records.decision_message(decision)
+        text = synthesis.render(
+            inputs.symbol,
+            inputs.window_end,
+            window_minutes,
+            self.config.horizon_minutes,
+            verdicts,
+            consensus_pb,
+            decision_pb,
+        )
+        return ensemble_pb2.AnalysisResult(
+            request_id=request_id,
+            symbol=inputs.symbol,
+            window_end=_timestamp(inputs.window_end),
+            window_minutes=window_minutes,
+            horizon_minutes=self.config.horizon_minutes,
+            context=summary,
+            verdicts=verdicts,
+            consensus=consensus_pb,
+            decision=decision_pb,
+            synthesis=text,
+            synthesis_source=synthesis.TEMPLATE_SOURCE,
+            config_fingerprint=self.config.fingerprint(),
+            elapsed_ms=(time.monotonic() - started) * 1000.0,
+        )
+
+    def _record(self, result: ensemble_pb2.AnalysisResult) -> None:
+        outcome = self.deps.results.write(records.result_row(result))
+        result.record_path = str(outcome.path)
+        result.record_existed = outcome.replaced
+
+
+def _timestamp(ns: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(ns))
+    return stamp

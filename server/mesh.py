@@ -1,0 +1,167 @@
+"""A local mesh: every configured worker and the coordinator as processes on loopback.
+
+Each process binds port 0 and writes the port it got to a file; the mesh waits for the file
+and then for `grpc.health.v1` to report SERVING before it starts the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server.config import Config
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+STOP_GRACE_S = 20.0
+
+
+class MeshError(RuntimeError):
+    """A process of the local mesh failed to start or to become healthy."""
+
+
+@dataclass
+class MeshProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    port_file: Path
+    log_file: Path
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+
+@dataclass
+class LocalMesh:
+    config: Config
+    config_path: Path
+    start_timeout_s: float = 300.0
+    log_level: str = "INFO"
+    processes: list[MeshProcess] = field(default_factory=list)
+    coordinator: MeshProcess | None = None
+    _workdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def start(self) -> str:
+        """Start the workers, then the coordinator; return the coordinator's address."""
+        self._workdir = tempfile.TemporaryDirectory(prefix="quorum-mesh-")
+        try:
+            workers = [self._spawn_worker(model.name) for model in self.config.models]
+            for worker in workers:
+                self._wait_ready(worker, "quorum.v1.Inference")
+            overrides = [f"{w.name}={w.address}" for w in workers]
+            self.coordinator = self._spawn(
+                "coordinator",
+                ["serve", "--listen", f"{LOOPBACK}:0"]
+                + [arg for pair in overrides for arg in ("--worker", pair)],
+            )
+            self._wait_ready(self.coordinator, "quorum.v1.Ensemble")
+        except BaseException:
+            self.stop()
+            raise
+        return self.coordinator.address
+
+    def worker_addresses(self) -> dict[str, str]:
+        return {p.name: p.address for p in self.processes if p is not self.coordinator}
+
+    def _spawn_worker(self, model_name: str) -> MeshProcess:
+        return self._spawn(
+            model_name, ["worker", "--model", model_name, "--listen", f"{LOOPBACK}:0"]
+        )
+
+    def _spawn(self, name: str, arguments: list[str]) -> MeshProcess:
+        if self._workdir is None:
+            raise MeshError("the mesh is not started")
+        workdir = Path(self._workdir.name)
+        port_file = workdir / f"{name}.port"
+        log_file = workdir / f"{name}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "--config",
+            str(self.config_path),
+            "--log-level",
+            self.log_level,
+            *arguments,
+            "--port-file",
+            str(port_file),
+        ]
+        log.info("Starting %s: %s", name, " ".join(command))
+        with open(log_file, "wb") as output:
+            process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        entry = MeshProcess(name, process, port_file, log_file)
+        self.processes.append(entry)
+        return entry
+
+    def _wait_ready(self, entry: MeshProcess, service: str) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while not entry.port_file.exists():
+            self._check_alive(entry)
+            if time.monotonic() > deadline:
+                raise MeshError(f"{entry.name} did not start within {self.start_timeout_s:.0f} s")
+            time.sleep(0.05)
+        entry.port = int(entry.port_file.read_text().strip())
+        with grpc.insecure_channel(entry.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                self._check_alive(entry)
+                try:
+                    response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise MeshError(
+                        f"{entry.name} is not SERVING after {self.start_timeout_s:.0f} s"
+                    )
+                time.sleep(0.1)
+        log.info("%s is serving on %s", entry.name, entry.address)
+
+    def _check_alive(self, entry: MeshProcess) -> None:
+        code = entry.process.poll()
+        if code is not None:
+            output = entry.log_file.read_text(errors="replace")[-4000:]
+            raise MeshError(f"{entry.name} exited with status {code}:\n{output}")
+
+    def stop(self) -> None:
+        """SIGTERM every process (coordinator first), then SIGKILL what is left after a grace."""
+        ordered = sorted(self.processes, key=lambda p: p is not self.coordinator)
+        for entry in ordered:
+            if entry.process.poll() is None:
+                entry.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for entry in ordered:
+            remaining = max(deadline - time.monotonic(), 0.1)
+            try:
+                entry.process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", entry.name, STOP_GRACE_S)
+                os.killpg(entry.process.pid, signal.SIGKILL)
+                entry.process.wait()
+        self.processes.clear()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> LocalMesh:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,162 @@
+"""Result store: one Parquet file per (symbol, window_end, ensemble config) in the data lake.
+
+Layout: `<lake>/results/<SYMBOL>/<YYYY-MM-DD>/<window_end>-<config fingerprint>.parquet`.
+The directories carry no `key=value` names, so `pyarrow.parquet.read_table(<lake>/results)`
+reads every record with the columns stored in the files.
+
+A write goes to a hidden temporary file in the target directory, is fsynced, then renamed
+over the final name, and the directory is fsynced: a reader sees the old record or the new
+one, never half a file. pyarrow's dataset reader skips names starting with "." so a
+leftover temporary file from a crash is never read as a record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SECTION_TYPE = pa.struct(
+    [
+        ("name", pa.string()),
+        ("priority", pa.int32()),
+        ("budget_tokens", pa.int32()),
+        ("used_tokens", pa.int32()),
+        ("lines", pa.int32()),
+    ]
+)
+
+VERDICT_TYPE = pa.struct(
+    [
+        ("model", pa.string()),
+        ("address", pa.string()),
+        ("base_weight", pa.float64()),
+        ("large", pa.bool_()),
+        ("status", pa.string()),
+        ("direction", pa.string()),
+        ("confidence", pa.float64()),
+        ("prediction_pct", pa.float64()),
+        ("rationale", pa.string()),
+        ("text", pa.string()),
+        ("failure_kind", pa.string()),
+        ("failure", pa.string()),
+        ("finish_reason", pa.string()),
+        ("final_weight", pa.float64()),
+        ("influence", pa.float64()),
+        ("n_ctx", pa.int32()),
+        ("prompt_tokens", pa.int32()),
+        ("cached_prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("queue_ms", pa.float64()),
+        ("time_to_first_token_ms", pa.float64()),
+        ("generation_ms", pa.float64()),
+        ("elapsed_ms", pa.float64()),
+    ]
+)
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("request_id", pa.string()),
+        ("symbol", pa.string()),
+        ("window_end", pa.timestamp("ns", tz="UTC")),
+        ("window_minutes", pa.int32()),
+        ("horizon_minutes", pa.int32()),
+        ("config_fingerprint", pa.string()),
+        ("inputs_fingerprint", pa.string()),
+        ("context_size", pa.int32()),
+        ("context_used_tokens", pa.int32()),
+        ("context_expanded", pa.bool_()),
+        ("context_expand_reason", pa.string()),
+        ("bars_used", pa.int64()),
+        ("last_bar_time", pa.timestamp("ns", tz="UTC")),
+        ("sections", pa.list_(SECTION_TYPE)),
+        ("verdicts", pa.list_(VERDICT_TYPE)),
+        ("models_answered", pa.int32()),
+        ("models_configured", pa.int32()),
+        ("overall_direction", pa.string()),
+        ("agreement_strength", pa.float64()),
+        ("confidence_level", pa.float64()),
+        ("bullish_influence", pa.float64()),
+        ("bearish_influence", pa.float64()),
+        ("neutral_influence", pa.float64()),
+        ("large_agreement_available", pa.bool_()),
+        ("large_answered", pa.int32()),
+        ("large_direction", pa.string()),
+        ("large_share", pa.float64()),
+        ("large_holds", pa.bool_()),
+        ("action", pa.string()),
+        ("decision_direction", pa.string()),
+        ("decision_reason", pa.string()),
+        ("synthesis", pa.string()),
+        ("synthesis_source", pa.string()),
+        ("elapsed_ms", pa.float64()),
+        ("recorded_at", pa.timestamp("ns", tz="UTC")),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    path: Path
+    # True when a record with the same key existed and was replaced.
+    replaced: bool
+
+
+class ResultStore:
+    def __init__(self, lake_dir: Path) -> None:
+        self.root = Path(lake_dir) / "results"
+
+    def path_for(self, symbol: str, window_end_ns: int, config_fingerprint: str) -> Path:
+        window_end = datetime.fromtimestamp(window_end_ns / 1e9, tz=UTC)
+        name = f"{window_end:%Y%m%dT%H%M%SZ}-{config_fingerprint[:16]}.parquet"
+        return self.root / symbol / f"{window_end:%Y-%m-%d}" / name
+
+    def write(self, record: dict[str, Any]) -> WriteOutcome:
+        """Write one result record atomically; the same key replaces the earlier record."""
+        path = self.path_for(record["symbol"], record["window_end"], record["config_fingerprint"])
+        row = dict(record)
+        row["record_id"] = path.stem
+        row["recorded_at"] = datetime.now(tz=UTC)
+        table = pa.Table.from_pylist([row], schema=RESULT_SCHEMA)
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replaced = path.exists()
+        temporary = path.parent / f".{path.stem}.{uuid.uuid4().hex}.partial"
+        try:
+            with open(temporary, "wb") as handle:
+                pq.write_table(table, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        _fsync_directory(path.parent)
+        log.info("Recorded %s %s at %s (replaced=%s)", record["symbol"], path.stem, path, replaced)
+        return WriteOutcome(path=path, replaced=replaced)
+
+    def read(self, symbol: str | None = None) -> pa.Table:
+        """Read every record, or one symbol's, sorted by window_end."""
+        root = self.root / symbol if symbol else self.root
+        files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith("."))
+        if not files:
+            return RESULT_SCHEMA.empty_table()
+        tables = [pq.read_table(path, schema=RESULT_SCHEMA) for path in files]
+        return pa.concat_tables(tables).sort_by("window_end")
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,170 @@
+"""The coordinator's `Ensemble` gRPC service and its server lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from quorum.v1 import ensemble_pb2, ensemble_pb2_grpc, inference_pb2
+from server.config import Config, check_model_files
+from server.cycle import Cycle, CycleDependencies
+from server.fanout import CHANNEL_OPTIONS, WorkerClients
+from server.market_store import MarketStore
+from server.result_store import ResultStore
+from server.tokenizer import ReferenceTokenizer
+from server.validation import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = ensemble_pb2.DESCRIPTOR.services_by_name["Ensemble"].full_name
+DESCRIBE_TIMEOUT_S = 5.0
+SHUTDOWN_GRACE_S = 30.0
+
+
+class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
+    def __init__(self, cycle: Cycle, workers: WorkerClients, config: Config) -> None:
+        self.cycle = cycle
+        self.workers = workers
+        self.config = config
+
+    async def Analyze(
+        self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
+    ) -> ensemble_pb2.AnalysisResult:
+        result = ensemble_pb2.AnalysisResult()
+        async for event in self._events(request, context):
+            if event.HasField("result"):
+                result = event.result
+        return result
+
+    async def AnalyzeStream(
+        self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
+        async for event in self._events(request, context):
+            yield event
+
+    async def _events(
+        self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
+        try:
+            async for event in self.cycle.run(request):
+                yield event
+        except InvalidArgument as error:
+            log.info("Rejected Analyze for %r: %s", request.symbol, error)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+    async def ListModels(
+        self, request: ensemble_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> ensemble_pb2.ListModelsResponse:
+        statuses = await asyncio.gather(
+            *(self._model_status(model.name, model.weight) for model in self.config.models)
+        )
+        return ensemble_pb2.ListModelsResponse(models=statuses)
+
+    async def _model_status(self, name: str, weight: float) -> ensemble_pb2.ModelStatus:
+        model = self.config.model(name)
+        status = ensemble_pb2.ModelStatus(
+            name=name,
+            address=self.workers.addresses[name],
+            base_weight=weight,
+            large=model.is_large(self.config.thresholds.large_model_min_weight),
+        )
+        try:
+            description = await self.workers.stub(name).Describe(
+                inference_pb2.DescribeRequest(), timeout=DESCRIBE_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as error:
+            status.error = f"{error.code().name}: {error.details()}"
+            return status
+        status.healthy = True
+        status.description.CopyFrom(description)
+        return status
+
+
+def worker_addresses(config: Config, overrides: Mapping[str, str]) -> dict[str, str]:
+    """Return each model's worker address: the override when given, else the configured one."""
+    unknown = sorted(set(overrides) - {model.name for model in config.models})
+    if unknown:
+        raise ValueError(f"--worker names models that are not configured: {', '.join(unknown)}")
+    addresses = {}
+    for model in config.models:
+        address = overrides.get(model.name, model.address)
+        if address.endswith(":0"):
+            raise ValueError(
+                f"model {model.name} has no worker port (address {address});"
+                " pass --worker NAME=HOST:PORT or use `quorum up`"
+            )
+        addresses[model.name] = address
+    return addresses
+
+
+def build_cycle(config: Config, addresses: Mapping[str, str]) -> tuple[Cycle, WorkerClients]:
+    files = check_model_files(config)
+    tokenizer_name = config.context_tokenizer_model or config.models[0].name
+    tokenizer = ReferenceTokenizer(tokenizer_name, files[tokenizer_name])
+    workers = WorkerClients(addresses)
+    lake = Path(config.data_lake)
+    deps = CycleDependencies(
+        config=config,
+        market=MarketStore(lake),
+        results=ResultStore(lake),
+        workers=workers,
+        tokenizer=tokenizer,
+    )
+    return Cycle(deps), workers
+
+
+async def serve(
+    config: Config,
+    listen: str,
+    addresses: Mapping[str, str],
+    port_file: Path | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the Ensemble API until `stop` is set or SIGTERM/SIGINT arrives."""
+    cycle, workers = build_cycle(config, addresses)
+    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    ensemble_pb2_grpc.add_EnsembleServicer_to_server(
+        EnsembleServicer(cycle, workers, config), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"could not bind the coordinator to {listen}")
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    host = listen.rpartition(":")[0]
+    log.info("Coordinator serving on %s:%d with %d models", host, port, len(addresses))
+    if port_file is not None:
+        write_port_file(port_file, port)
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+    log.info("Coordinator stopping: NOT_SERVING, draining for up to %.0f s", SHUTDOWN_GRACE_S)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(SHUTDOWN_GRACE_S)
+    await workers.close()
+    log.info("Coordinator stopped")
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Write the bound port atomically, so a reader never sees a partial number."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(f"{port}\n")
+    os.replace(temporary, path)
