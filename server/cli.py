@@ -206,7 +206,7 @@ def _run_ingest(args: argparse.Namespace, config: Config) -> int:
 
 def _print_ingest_report(report: object, config: Config) -> None:
     print(f"Stored in {config.data_lake}:")
-    items = report.items() if isinstance(report, dict) else [("", report)]
+    items = report.items() if isinstance(report, dict) else [(report.symbol, report)]
     for symbol, entry in items:
         print(f"  {symbol} {entry}")
 

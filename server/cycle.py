@@ -6,8 +6,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -21,22 +22,19 @@ from server.context_builder import Context, build_context, choose_context_size
 from server.dispatch import DispatchPlan
 from server.fanout import ModelOutcome, WorkerClients, fan_out
 from server.features import Features, compute_features
-from server.market_data import NS_PER_MINUTE, Bars, MarketInputs
+from server.market_data import NS_PER_MINUTE, Bars, MarketInputs, NewsItem, OrderBookSnapshot
 from server.market_store import MarketStore
 from server.result_store import ResultStore
 from server.tokenizer import ReferenceTokenizer
-from server.validation import (
-    bars_from_proto,
-    news_from_proto,
-    order_book_from_proto,
-    validate_request,
-)
+from server.validation import ValidatedRequest, validate_request
 
 log = logging.getLogger(__name__)
 
 # How far back the other symbols' bars are read for correlations and lead-lag.
 RELATED_LOOKBACK_NS = 30 * 24 * 60 * NS_PER_MINUTE
 NEWS_LOOKBACK_NS = 6 * 60 * NS_PER_MINUTE
+
+_Timed = TypeVar("_Timed", OrderBookSnapshot, NewsItem)
 
 
 @dataclass
@@ -60,18 +58,15 @@ class Cycle:
     ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
         """Validate, then run the cycle. Raises InvalidArgument before anything is written."""
         started = time.monotonic()
-        validate_request(request, self.config, self.deps.market)
+        valid = validate_request(request, self.config, self.deps.market)
         request_id = request.request_id or uuid.uuid4().hex
-        symbol = request.symbol
-        window_end = request.window_end.ToNanoseconds()
-        window_minutes = request.window_minutes or self.config.market_window_minutes
+        symbol = valid.symbol
+        window_minutes = valid.window_minutes
         log.info(
             "Cycle %s for %s at %s started", request_id, symbol, request.window_end.ToJsonString()
         )
 
-        inputs = await asyncio.to_thread(
-            self._load_inputs, request, symbol, window_end, window_minutes
-        )
+        inputs = await asyncio.to_thread(self._load_inputs, valid)
         features = await asyncio.to_thread(
             compute_features,
             inputs.bars,
@@ -111,17 +106,13 @@ class Cycle:
         )
         yield ensemble_pb2.AnalysisEvent(result=result)
 
-    def _load_inputs(
-        self,
-        request: ensemble_pb2.AnalyzeRequest,
-        symbol: str,
-        window_end: int,
-        window_minutes: int,
-    ) -> MarketInputs:
+    def _load_inputs(self, valid: ValidatedRequest) -> MarketInputs:
+        """Read what was known at window_end: the request's data or the store's."""
         market = self.deps.market
-        if request.bars:
+        symbol, window_end = valid.symbol, valid.window_end
+        if valid.bars is not None:
             # Bars sent with the request are cut at window_end like the store's.
-            bars = bars_from_proto(symbol, request.bars).until(window_end)
+            bars = valid.bars.until(window_end)
         else:
             bars = market.read_bars(symbol, window_end)
         related: dict[str, Bars] = {}
@@ -131,32 +122,25 @@ class Cycle:
             other_bars = market.read_bars(other, window_end, window_end - RELATED_LOOKBACK_NS)
             if len(other_bars):
                 related[other] = other_bars
-        window_start = window_end - window_minutes * NS_PER_MINUTE
-        if request.order_book:
-            snapshots = tuple(
-                s
-                for s in order_book_from_proto(request.order_book)
-                if window_start < s.time <= window_end
-            )
+
+        window_start = window_end - valid.window_minutes * NS_PER_MINUTE
+        if valid.order_book is not None:
+            snapshots = _known_between(valid.order_book, window_start, window_end)
         else:
-            snapshots = tuple(market.read_order_book(symbol, window_start, window_end))
+            snapshots = market.read_order_book(symbol, window_start, window_end)
         news_start = window_end - NEWS_LOOKBACK_NS
-        if request.news:
-            news = tuple(
-                item
-                for item in news_from_proto(request.news)
-                if news_start < item.time <= window_end
-            )
+        if valid.news is not None:
+            news = _known_between(valid.news, news_start, window_end)
         else:
-            news = tuple(market.read_news(symbol, news_start, window_end))
+            news = market.read_news(symbol, news_start, window_end)
         return MarketInputs(
             symbol=symbol,
             window_end=window_end,
-            window_minutes=window_minutes,
+            window_minutes=valid.window_minutes,
             bars=bars,
             related=related,
-            order_book=snapshots,
-            news=news,
+            order_book=tuple(snapshots),
+            news=tuple(news),
         )
 
     def _build_context(
@@ -303,6 +287,10 @@ class Cycle:
         outcome = self.deps.results.write(records.result_row(result))
         result.record_path = str(outcome.path)
         result.record_existed = outcome.replaced
+
+
+def _known_between(items: Sequence[_Timed], start_ns: int, end_ns: int) -> tuple[_Timed, ...]:
+    return tuple(item for item in items if start_ns < item.time <= end_ns)
 
 
 def _timestamp(ns: int) -> Timestamp:

@@ -55,16 +55,18 @@ class WorkerClients:
 
     def __init__(self, addresses: Mapping[str, str]) -> None:
         self.addresses = dict(addresses)
-        self._channels = {
-            name: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            for name, address in self.addresses.items()
-        }
-
-    def stub(self, name: str) -> inference_pb2_grpc.InferenceStub:
-        return inference_pb2_grpc.InferenceStub(self._channels[name])
+        # Opened on first use, inside the event loop that serves the calls.
+        self._channels: dict[str, grpc.aio.Channel] = {}
 
     def channel(self, name: str) -> grpc.aio.Channel:
+        if name not in self._channels:
+            self._channels[name] = grpc.aio.insecure_channel(
+                self.addresses[name], options=CHANNEL_OPTIONS
+            )
         return self._channels[name]
+
+    def stub(self, name: str) -> inference_pb2_grpc.InferenceStub:
+        return inference_pb2_grpc.InferenceStub(self.channel(name))
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self._channels.values()))
