@@ -68,7 +68,8 @@ class Thresholds:
     confidence_alert: float = 0.70
     agreement_alert: float = 0.60
     large_model_min_weight: float = LARGE_MODEL_MIN_WEIGHT
-    # Share of answered large models that must agree: 1.0 is all of them.
+    # Share of answered large models that must agree: 1.0 is all of them. Two of three is
+    # "2/3" (0.67 would need all three, since 2/3 = 0.667 < 0.67).
     large_consensus_min_agreement: float = 1.0
 
 
@@ -241,7 +242,7 @@ def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config
         )
 
     thresholds = {
-        field_name: _as_float(key, raw[key])
+        field_name: _as_share(key, raw[key])
         for key, field_name in _THRESHOLD_KEYS.items()
         if key in raw
     }
@@ -417,6 +418,18 @@ def _as_float(key: str, value: Any) -> float:
     if not math.isfinite(number):
         raise ConfigError(f"{key} must be finite, got {value!r}")
     return number
+
+
+def _as_share(key: str, value: Any) -> float:
+    """Read a number, or a fraction such as "2/3" so that two of three is exactly 2/3."""
+    if isinstance(value, str) and "/" in value:
+        numerator, _, denominator = value.partition("/")
+        top = _as_float(key, numerator.strip())
+        bottom = _as_float(key, denominator.strip())
+        if bottom == 0:
+            raise ConfigError(f"{key} has a zero denominator: {value!r}")
+        return top / bottom
+    return _as_float(key, value)
 
 
 def _as_bool(key: str, value: Any) -> bool:

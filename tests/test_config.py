@@ -95,3 +95,12 @@ def test_configmap_directory(tmp_path):
     config = config_module.load(tmp_path)
     assert config.default_context_size == 12000
     assert config.models[0].name == "a"
+
+
+def test_two_of_three_as_fraction():
+    data = {
+        "models": [{"name": "a", "path": "/x.gguf", "weight": 1.0}],
+        "large_consensus_min_agreement": "2/3",
+    }
+    config = config_module.from_mapping(data)
+    assert config.thresholds.large_consensus_min_agreement == 2 / 3

@@ -1,0 +1,55 @@
+"""Search a price history for the windows most like the latest one, and what followed them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fastpath._patterns as _patterns
+from fastpath import _checks
+
+
+def top_matches(
+    series: np.ndarray, window: int, k: int, horizon: int, exclusion: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the k past windows closest in shape to the last `window` prices.
+
+    Returns (starts, distances, forward_returns), sorted by ascending distance. A tie in
+    distance lists the earlier start first. Fewer than k matches come back when history is
+    short, and none when the query contains a non-finite price.
+
+    - The query is series[-window:]. A candidate window series[s : s + window] qualifies only
+      when s + window + horizon <= len(series) - window, so the outcome of every match was
+      known before the query's first bar.
+    - The distance is Euclidean between z-normalized windows, in [0, 2 * sqrt(window)]. A flat
+      window has no shape: two flat windows are at distance 0, a flat and a moving one at
+      sqrt(window).
+    - The forward return is series[s + window - 1 + horizon] / series[s + window - 1] - 1, so
+      `series` must be prices. Candidates with a non-finite window or forward return are
+      skipped.
+    - Returned starts are more than `exclusion` bars apart (default window // 2, the usual
+      trivial-match zone), so two matches share at most window - exclusion - 1 bars. Pass
+      window - 1 for matches that share no bar.
+
+    Raises ValueError unless window >= 2, k >= 1, horizon >= 1 and exclusion >= 0.
+    """
+    values = _checks.series("series", series)
+    length = _checks.integer("window", window, 2)
+    count = _checks.integer("k", k, 1)
+    ahead = _checks.integer("horizon", horizon, 1)
+    zone = length // 2 if exclusion is None else _checks.integer("exclusion", exclusion, 0)
+
+    candidates = max(0, len(values) - 2 * length - ahead + 1)
+    if len(values) < length or candidates == 0:
+        return _empty()
+    distances = np.empty(candidates, dtype=np.float64)
+    forward_returns = np.empty(candidates, dtype=np.float64)
+    if not _patterns.distances(values, length, ahead, distances, forward_returns):
+        return _empty()
+    chosen = np.empty(count, dtype=np.int64)
+    found = _patterns.select(distances, count, zone, chosen)
+    starts = chosen[:found].copy()
+    return starts, distances[starts], forward_returns[starts]
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64), np.empty(0, np.float64)
