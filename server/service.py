@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from server.config import Config, check_model_files
 from server.cycle import Cycle, CycleDependencies
 from server.fanout import CHANNEL_OPTIONS, WorkerClients
 from server.market_store import MarketStore
+from server.port_file import write_port_file
 from server.result_store import ResultStore
 from server.tokenizer import ReferenceTokenizer
 from server.validation import InvalidArgument
@@ -161,10 +161,3 @@ async def serve(
     await server.stop(SHUTDOWN_GRACE_S)
     await workers.close()
     log.info("Coordinator stopped")
-
-
-def write_port_file(path: Path, port: int) -> None:
-    """Write the bound port atomically, so a reader never sees a partial number."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(f"{port}\n")
-    os.replace(temporary, path)

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Worker fixtures live in their own module; importing them here shares them with every suite.
+from tests.worker_fixtures import inference_stub, worker_model, worker_server  # noqa: F401
+
 WINDOW_END = "2019-06-03T12:00:00Z"
 
 

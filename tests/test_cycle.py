@@ -31,7 +31,10 @@ def _request(**fields: object) -> ensemble_pb2.AnalyzeRequest:
     request = ensemble_pb2.AnalyzeRequest(symbol="BTC", window_minutes=60, context_size=2000)
     request.window_end.CopyFrom(_window_end())
     for name, value in fields.items():
-        setattr(request, name, value)
+        if name == "bars":
+            request.bars.extend(value)
+        else:
+            setattr(request, name, value)
     return request
 
 

@@ -1,0 +1,1 @@
+"""One Inference gRPC worker per model: llama.cpp generation of a grammar-forced verdict."""

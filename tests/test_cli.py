@@ -1,0 +1,145 @@
+"""The `quorum` command as a user runs it: `up`, `analyze` (table and JSON), `models`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import smollm2_entry, write_config
+
+pytestmark = pytest.mark.model
+
+UP_TIMEOUT_S = 180
+REFERENCE_CONFIG = Path(__file__).resolve().parent.parent / "server/configs/reference.yaml"
+
+
+def _quorum(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def running_up(tmp_path_factory, lake_with_bars, smollm2_path):
+    directory = tmp_path_factory.mktemp("cli")
+    lake = directory / "lake"
+    shutil.copytree(lake_with_bars, lake)
+    config = write_config(directory, lake, [smollm2_entry(smollm2_path)])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--config", str(config), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    address = ""
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if line.startswith("coordinator "):
+            address = line.split()[1]
+            break
+    if not address:
+        process.kill()
+        pytest.fail(f"quorum up printed no coordinator address: {process.stderr.read()}")
+    yield config, address, lake
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
+def test_analyze_prints_table(running_up):
+    config, address, _ = running_up
+    completed = _quorum(
+        "--config",
+        str(config),
+        "analyze",
+        "--coordinator",
+        address,
+        "--symbol",
+        "BTC",
+        "--at",
+        "2019-06-03T12:00Z",
+        "--context-size",
+        "2000",
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "smollm2-135m" in completed.stdout
+    assert "decision" in completed.stdout
+    assert "context ready" in completed.stderr
+
+
+def test_analyze_json_matches_record(running_up):
+    config, address, lake = running_up
+    completed = _quorum(
+        "--config",
+        str(config),
+        "analyze",
+        "--coordinator",
+        address,
+        "--json",
+        "--symbol",
+        "ETH",
+        "--at",
+        "2019-03-01T09:30Z",
+        "--context-size",
+        "2000",
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["symbol"] == "ETH"
+    assert result["decision"]["action"] in ("ACTION_ALERT", "ACTION_INFORM")
+    assert result["record_path"].startswith(str(lake))
+    assert completed.stderr == ""
+
+
+def test_analyze_unknown_symbol_exit_status(running_up):
+    config, address, _ = running_up
+    completed = _quorum(
+        "--config",
+        str(config),
+        "analyze",
+        "--coordinator",
+        address,
+        "--symbol",
+        "NOPE",
+        "--at",
+        "2019-06-03T12:00Z",
+    )
+    assert completed.returncode == 2
+    assert "INVALID_ARGUMENT" in completed.stderr
+    assert "NOPE" in completed.stderr
+
+
+def test_models_lists_health(running_up):
+    config, address, _ = running_up
+    completed = _quorum("--config", str(config), "models", "--coordinator", address)
+    assert completed.returncode == 0, completed.stderr
+    row = next(line for line in completed.stdout.splitlines() if "smollm2-135m" in line)
+    assert " yes " in row
+
+
+def test_reference_config_names_missing_files():
+    completed = _quorum(
+        "--config",
+        str(REFERENCE_CONFIG),
+        "analyze",
+        "--symbol",
+        "BTC",
+        "--at",
+        "2019-06-03T12:00Z",
+    )
+    assert completed.returncode == 2
+    assert "/models/gemma-7b-it.Q8_0.gguf" in completed.stderr
+    assert "/models/qwen-2.5b-instruct.Q8_0.gguf" in completed.stderr

@@ -1,0 +1,151 @@
+"""Run one model's worker: the Inference service with gRPC health and server reflection.
+
+Start-up loads the model first and reports SERVING only then; the bound port is written to
+the port file (atomically) once the server accepts calls. On SIGTERM or SIGINT the worker
+reports NOT_SERVING, stops accepting calls, lets in-flight streams finish for a grace period,
+cancels what is left, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from quorum.v1 import inference_pb2_grpc
+from server.config import Config, ConfigError
+from server.model_files import ModelFileError
+from server.port_file import write_port_file
+from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
+from worker.service import SERVICE_NAME, InferenceService
+
+log = logging.getLogger(__name__)
+
+# Kubernetes' default terminationGracePeriodSeconds, so a pod drains before it is killed.
+DEFAULT_GRACE_S = 30.0
+EXIT_OK = 0
+EXIT_START_FAILED = 2
+
+
+class WorkerStartError(RuntimeError):
+    """The worker's server could not bind its address."""
+
+
+class WorkerServer:
+    """A grpc.aio server holding one model's Inference service, health and reflection."""
+
+    def __init__(self, model: LoadedModel, listen: str, grace_s: float = DEFAULT_GRACE_S) -> None:
+        self.model = model
+        self.listen = listen
+        self.grace_s = grace_s
+        self.port = 0
+        self._server = grpc.aio.server()
+        self._service = InferenceService(model)
+        self._health = health.aio.HealthServicer()
+
+    async def start(self) -> int:
+        """Bind, start serving and report SERVING; return the bound port."""
+        inference_pb2_grpc.add_InferenceServicer_to_server(self._service, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
+        try:
+            self.port = self._server.add_insecure_port(self.listen)
+        except RuntimeError as error:
+            raise WorkerStartError(f"cannot listen on {self.listen}: {error}") from None
+        if self.port == 0:
+            raise WorkerStartError(f"cannot listen on {self.listen}")
+        # The model is loaded before the server starts, so it serves from the first call.
+        for service in (SERVICE_NAME, ""):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await self._server.start()
+        log.info(
+            "Worker for model %s serving on %s (port %d)",
+            self.model.info.name,
+            self.listen,
+            self.port,
+        )
+        return self.port
+
+    def is_generating(self) -> bool:
+        """Return whether a request has the model, until its generation thread has stopped."""
+        return self._service.is_generating()
+
+    async def stop(self) -> None:
+        """Report NOT_SERVING, drain in-flight streams for grace_s, then stop the model thread."""
+        log.info(
+            "Worker for model %s stopping; draining for up to %.0f s",
+            self.model.info.name,
+            self.grace_s,
+        )
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self.grace_s)
+        self._service.close()
+        log.info("Worker for model %s stopped", self.model.info.name)
+
+
+async def serve(
+    model: LoadedModel,
+    listen: str,
+    port_file: Path | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve `model` on `listen` until SIGTERM, SIGINT or `stop` is set, then drain and stop.
+
+    Signal handlers are installed only when serve runs in the main thread.
+    """
+    server = WorkerServer(model, listen, grace_s)
+    port = await server.start()
+    if port_file is not None:
+        write_port_file(port_file, port)
+    stop_event = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop_event.set)
+            handled.append(signum)
+        except (RuntimeError, ValueError):
+            # add_signal_handler works only in the main thread (tests run servers elsewhere).
+            break
+    try:
+        await stop_event.wait()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        await server.stop()
+
+
+def run_worker(config: Config, model_name: str, listen: str | None, port_file: Path | None) -> int:
+    """Load `model_name` from `config` and serve it; return the process exit status.
+
+    `listen` None uses the model's configured address. A missing model file or a model that
+    fails to load is logged with its file name and gives exit status 2.
+    """
+    try:
+        settings = ModelSettings.from_config(config, model_name)
+        model = load_model(settings)
+    except (ConfigError, ModelFileError, ModelLoadError) as error:
+        log.error("Worker for model %s cannot start: %s", model_name, error)
+        return EXIT_START_FAILED
+    address = listen or config.model(model_name).address
+    try:
+        asyncio.run(serve(model, address, port_file))
+    except WorkerStartError as error:
+        log.error("Worker for model %s cannot start: %s", model_name, error)
+        return EXIT_START_FAILED
+    finally:
+        model.close()
+    return EXIT_OK
