@@ -117,7 +117,7 @@ class Progress:
             context = event.context_ready
             self._say(
                 f"context ready: {context.used_tokens:,} of {context.context_size:,} tokens"
-                f" in {len(context.sections)} sections from {context.bars_used:,} bars"
+                f" in {_sections_text(context)} from {context.bars_used:,} bars"
             )
         elif kind == "model_started":
             self._say(f"{event.model_started.model}: generating")
@@ -151,7 +151,7 @@ def format_result(result: ensemble_pb2.AnalysisResult) -> str:
         f"{result.symbol}  {result.window_minutes}-minute window ending"
         f" {window_end:%Y-%m-%d %H:%M} UTC, horizon {result.horizon_minutes} min",
         f"context: {context.used_tokens:,} of {context.context_size:,} tokens,"
-        f" {len(context.sections)} sections, {context.bars_used:,} bars"
+        f" {_sections_text(context)}, {context.bars_used:,} bars"
         + (f", expanded: {context.expand_reason}" if context.expanded else ""),
         "",
         _verdict_table(result),
@@ -184,6 +184,14 @@ def format_result(result: ensemble_pb2.AnalysisResult) -> str:
         f"elapsed     {result.elapsed_ms / 1000:.1f} s",
     ]
     return "\n".join(lines)
+
+
+def _sections_text(context: ensemble_pb2.ContextSummary) -> str:
+    missing = [section.name for section in context.sections if section.missing]
+    text = f"{len(context.sections) - len(missing)} of {len(context.sections)} sections"
+    if missing:
+        text += f" ({', '.join(missing)}: no data)"
+    return text
 
 
 def _verdict_table(result: ensemble_pb2.AnalysisResult) -> str:

@@ -77,7 +77,9 @@ class Cycle:
         context, expand_reason = await asyncio.to_thread(
             self._build_context, request, inputs, features
         )
-        summary = records.context_summary(context, expand_reason, self.config.default_context_size)
+        summary = records.context_summary(
+            context, expand_reason, self.config.default_context_size, self.config.section_budgets
+        )
         yield ensemble_pb2.AnalysisEvent(context_ready=summary)
 
         events: asyncio.Queue[ensemble_pb2.AnalysisEvent | None] = asyncio.Queue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -27,8 +28,12 @@ def _timestamp(ns: int) -> Timestamp:
 
 
 def context_summary(
-    context: Context, expand_reason: str, default_size: int
+    context: Context,
+    expand_reason: str,
+    default_size: int,
+    section_budgets: Mapping[str, tuple[int, int]],
 ) -> ensemble_pb2.ContextSummary:
+    """Summarize the context: the fitted sections in prompt order, then the missing ones."""
     summary = ensemble_pb2.ContextSummary(
         context_size=context.context_size,
         used_tokens=context.used_tokens,
@@ -43,10 +48,17 @@ def context_summary(
                 budget_tokens=section.budget_tokens,
                 used_tokens=section.used_tokens,
                 lines=section.lines,
+                lines_total=section.lines_total,
+                requested_tokens=section.requested_tokens,
             )
             for section in context.sections
         ],
     )
+    for name in context.missing:
+        priority, _ = section_budgets[name]
+        summary.sections.append(
+            ensemble_pb2.SectionSummary(name=name, priority=priority, missing=True)
+        )
     if context.last_bar_time:
         summary.last_bar_time.CopyFrom(_timestamp(context.last_bar_time))
     return summary
@@ -145,6 +157,9 @@ def result_row(result: ensemble_pb2.AnalysisResult) -> dict[str, Any]:
                 "budget_tokens": s.budget_tokens,
                 "used_tokens": s.used_tokens,
                 "lines": s.lines,
+                "lines_total": s.lines_total,
+                "requested_tokens": s.requested_tokens,
+                "missing": s.missing,
             }
             for s in context.sections
         ],

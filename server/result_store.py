@@ -32,6 +32,9 @@ SECTION_TYPE = pa.struct(
         ("budget_tokens", pa.int32()),
         ("used_tokens", pa.int32()),
         ("lines", pa.int32()),
+        ("lines_total", pa.int32()),
+        ("requested_tokens", pa.int32()),
+        ("missing", pa.bool_()),
     ]
 )
 
