@@ -98,18 +98,44 @@ def list_models(address: str) -> int:
 
 
 class Progress:
-    """One status line per event on standard error; token counts at most every half second."""
+    """Progress on standard error, one line per event.
+
+    On a terminal the token count of the running model is rewritten in place; elsewhere (a
+    log file, CI) it is printed at most every TOKEN_LINE_INTERVAL_S seconds.
+    """
+
+    TOKEN_LINE_INTERVAL_S = 5.0
 
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled
+        self.interactive = enabled and stream.isatty()
         self.started = time.monotonic()
-        self.last_tokens = 0.0
+        self.last_token_line = 0.0
+        self.line_open = False
+
+    def _stamp(self) -> str:
+        return f"[{time.monotonic() - self.started:6.1f}s]"
 
     def _say(self, text: str) -> None:
-        if self.enabled:
-            elapsed = time.monotonic() - self.started
-            print(f"[{elapsed:6.1f}s] {text}", file=self.stream, flush=True)
+        if not self.enabled:
+            return
+        if self.line_open:
+            self.stream.write("\r\033[K")
+            self.line_open = False
+        print(f"{self._stamp()} {text}", file=self.stream, flush=True)
+
+    def _tokens(self, tokens: ensemble_pb2.ModelTokens) -> None:
+        text = f"{tokens.model}: {tokens.completion_tokens} tokens"
+        if self.interactive:
+            self.stream.write(f"\r\033[K{self._stamp()} {text}")
+            self.stream.flush()
+            self.line_open = True
+            return
+        now = time.monotonic()
+        if now - self.last_token_line >= self.TOKEN_LINE_INTERVAL_S:
+            self.last_token_line = now
+            self._say(text)
 
     def update(self, event: ensemble_pb2.AnalysisEvent) -> None:
         kind = event.WhichOneof("event")
@@ -121,12 +147,8 @@ class Progress:
             )
         elif kind == "model_started":
             self._say(f"{event.model_started.model}: generating")
-        elif kind == "tokens":
-            now = time.monotonic()
-            if now - self.last_tokens >= 0.5:
-                self.last_tokens = now
-                tokens = event.tokens
-                self._say(f"{tokens.model}: {tokens.completion_tokens} tokens")
+        elif kind == "tokens" and self.enabled:
+            self._tokens(event.tokens)
         elif kind == "verdict":
             self._say(_verdict_summary(event.verdict))
         elif kind == "decision":

@@ -87,9 +87,9 @@ class Config:
     queue_strategy: str = "priority"
     enable_parallel_processing: bool = True
     thresholds: Thresholds = field(default_factory=Thresholds)
-    # Cores each host gives to generation; models on a host are queued within it. A loopback
-    # host that is not listed gives the coordinator machine's core count; any other host
-    # that is not listed runs all its models at once.
+    # Cores each host gives to generation, and models on a host queue within them. An
+    # unlisted loopback host gets the coordinator machine's core count. Any other unlisted
+    # host runs all its models at once.
     host_core_budget: Mapping[str, int] = field(default_factory=dict)
     section_budgets: Mapping[str, tuple[int, int]] = field(
         default_factory=lambda: dict(DEFAULT_SECTION_BUDGETS)

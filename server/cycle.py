@@ -13,10 +13,10 @@ from typing import TypeVar
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fastpath.consensus import weighted_consensus
+from fastpath.consensus import ConsensusResult, weighted_consensus
 from quorum.v1 import ensemble_pb2, inference_pb2
 from server import records, synthesis
-from server.config import Config
+from server.config import Config, Thresholds
 from server.consensus_policy import decide
 from server.context_builder import Context, build_context, choose_context_size
 from server.dispatch import DispatchPlan
@@ -235,31 +235,16 @@ class Cycle:
         started: float,
     ) -> ensemble_pb2.AnalysisResult:
         thresholds = self.config.thresholds
-        answered = np.array([outcome.answered for outcome in outcomes], dtype=bool)
-        weights = np.array([outcome.model.weight for outcome in outcomes], dtype=np.float64)
-        confidences = np.array(
-            [o.result.verdict.confidence if o.answered and o.result else 0.0 for o in outcomes],
-            dtype=np.float64,
-        )
-        directions = np.array(
-            [o.result.verdict.direction if o.answered and o.result else 0 for o in outcomes],
-            dtype=np.int8,
-        )
-        consensus = weighted_consensus(
-            weights,
-            confidences,
-            directions,
-            answered,
-            large_min_weight=thresholds.large_model_min_weight,
-            large_min_agreement=thresholds.large_consensus_min_agreement,
-        )
+        consensus = _consensus_of(outcomes, thresholds)
         decision = decide(consensus, thresholds)
+
         verdicts = [
             records.model_verdict(outcome, consensus, index, thresholds.large_model_min_weight)
             for index, outcome in enumerate(outcomes)
         ]
         consensus_pb = records.consensus_message(consensus, len(outcomes))
         decision_pb = records.decision_message(decision)
+
         text = synthesis.render(
             inputs.symbol,
             inputs.window_end,
@@ -289,6 +274,26 @@ class Cycle:
         outcome = self.deps.results.write(records.result_row(result))
         result.record_path = str(outcome.path)
         result.record_existed = outcome.replaced
+
+
+def _consensus_of(outcomes: Sequence[ModelOutcome], thresholds: Thresholds) -> ConsensusResult:
+    """Weigh the verdicts of the models that answered; failed models carry no weight."""
+    answered = np.array([outcome.answered for outcome in outcomes], dtype=bool)
+    weights = np.array([outcome.model.weight for outcome in outcomes], dtype=np.float64)
+    confidences = np.zeros(len(outcomes), dtype=np.float64)
+    directions = np.zeros(len(outcomes), dtype=np.int8)
+    for index, outcome in enumerate(outcomes):
+        if outcome.answered and outcome.result is not None:
+            confidences[index] = outcome.result.verdict.confidence
+            directions[index] = outcome.result.verdict.direction
+    return weighted_consensus(
+        weights,
+        confidences,
+        directions,
+        answered,
+        large_min_weight=thresholds.large_model_min_weight,
+        large_min_agreement=thresholds.large_consensus_min_agreement,
+    )
 
 
 def _known_between(items: Sequence[_Timed], start_ns: int, end_ns: int) -> tuple[_Timed, ...]:

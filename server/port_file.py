@@ -1,4 +1,4 @@
-"""Port files: how a process bound to port 0 tells its parent which port it got."""
+"""Port files: a process bound to port 0 writes the port it got for its parent to read."""
 
 from __future__ import annotations
 
