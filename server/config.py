@@ -58,7 +58,7 @@ class ModelConfig:
 
     def resolve_path(self, models_dir: Path) -> Path:
         """Return the GGUF file, assembling it from its package when needed."""
-        return model_files.resolve(self.name, self.path, self.package, models_dir)
+        return model_files.resolve(self.name, self.path, self.package, models_dir.expanduser())
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ class Config:
         default_factory=lambda: dict(DEFAULT_SECTION_BUDGETS)
     )
     data_lake: str = "./data/lake"
-    models_dir: str = "./data/models"
+    # Where GGUF files assembled from packages are kept; "~" is the user's home.
+    models_dir: str = "~/.cache/quorum/models"
     # Model whose tokenizer the coordinator counts section tokens with; default the first.
     context_tokenizer_model: str = ""
     coordinator_address: str = ""
@@ -357,6 +358,15 @@ def _validate(config: Config) -> None:
             continue
         if not 0 <= value <= 1:
             raise ConfigError(f"threshold {name} must be in [0, 1], got {value}")
+    thresholds = config.thresholds
+    for measure in ("confidence", "agreement"):
+        alert = getattr(thresholds, f"{measure}_alert")
+        execute = getattr(thresholds, f"{measure}_execute")
+        if alert > execute:
+            raise ConfigError(
+                f"{measure}_threshold_alert {alert} is above {measure}_threshold_execute"
+                f" {execute}: an alert must not need more than an execution"
+            )
     if config.context_tokenizer_model:
         config.model(config.context_tokenizer_model)
 
@@ -446,7 +456,7 @@ def check_model_files(config: Config) -> dict[str, Path]:
     missing: list[str] = []
     for model in config.models:
         try:
-            resolved[model.name] = model.resolve_path(Path(config.models_dir))
+            resolved[model.name] = model.resolve_path(Path(config.models_dir).expanduser())
         except model_files.ModelFileError as error:
             missing.append(str(error))
     if missing:

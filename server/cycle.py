@@ -19,7 +19,7 @@ from server import records, synthesis
 from server.config import Config, Thresholds
 from server.consensus_policy import decide
 from server.context_builder import Context, build_context, choose_context_size
-from server.dispatch import DispatchPlan
+from server.dispatch import CoreBudget, DispatchPlan
 from server.fanout import ModelOutcome, WorkerClients, fan_out
 from server.features import Features, compute_features
 from server.market_data import NS_PER_MINUTE, Bars, MarketInputs, NewsItem, OrderBookSnapshot
@@ -52,6 +52,8 @@ class Cycle:
     def __init__(self, deps: CycleDependencies) -> None:
         self.deps = deps
         self.config = deps.config
+        # One core budget per worker host for every cycle of this coordinator.
+        self.core_budgets: dict[str, CoreBudget] = {}
 
     async def run(
         self, request: ensemble_pb2.AnalyzeRequest
@@ -95,7 +97,7 @@ class Cycle:
                 fan_out_task.cancel()
                 await asyncio.gather(fan_out_task, return_exceptions=True)
 
-        result = self._conclude(request_id, inputs, window_minutes, summary, outcomes, started)
+        result = self._conclude(request, request_id, inputs, summary, outcomes, started)
         yield ensemble_pb2.AnalysisEvent(consensus=result.consensus)
         yield ensemble_pb2.AnalysisEvent(decision=result.decision)
         await asyncio.to_thread(self._record, result)
@@ -202,6 +204,7 @@ class Cycle:
             self.deps.workers.addresses,
             self.config.host_core_budget,
             self.config.enable_parallel_processing,
+            self.core_budgets,
         )
 
         large_min_weight = self.config.thresholds.large_model_min_weight
@@ -227,9 +230,9 @@ class Cycle:
 
     def _conclude(
         self,
+        request: ensemble_pb2.AnalyzeRequest,
         request_id: str,
         inputs: MarketInputs,
-        window_minutes: int,
         summary: ensemble_pb2.ContextSummary,
         outcomes: list[ModelOutcome],
         started: float,
@@ -248,7 +251,7 @@ class Cycle:
         text = synthesis.render(
             inputs.symbol,
             inputs.window_end,
-            window_minutes,
+            inputs.window_minutes,
             self.config.horizon_minutes,
             verdicts,
             consensus_pb,
@@ -258,7 +261,7 @@ class Cycle:
             request_id=request_id,
             symbol=inputs.symbol,
             window_end=_timestamp(inputs.window_end),
-            window_minutes=window_minutes,
+            window_minutes=inputs.window_minutes,
             horizon_minutes=self.config.horizon_minutes,
             context=summary,
             verdicts=verdicts,
@@ -267,6 +270,8 @@ class Cycle:
             synthesis=text,
             synthesis_source=synthesis.TEMPLATE_SOURCE,
             config_fingerprint=self.config.fingerprint(),
+            requested_context_size=request.context_size or self.config.default_context_size,
+            volatile_window=request.volatile_window,
             elapsed_ms=(time.monotonic() - started) * 1000.0,
         )
 

@@ -101,9 +101,12 @@ class DispatchPlan:
         addresses: Mapping[str, str],
         host_core_budget: Mapping[str, int],
         parallel: bool = True,
+        budgets: dict[str, CoreBudget] | None = None,
     ) -> None:
+        """Order the models; `budgets` shares hosts' core budgets between plans, so that
+        concurrent cycles queue on the same cores instead of overloading them."""
         ordered = sorted(models, key=parameter_count)
-        self.budgets: dict[str, CoreBudget] = {}
+        self.budgets = budgets if budgets is not None else {}
         self.slots: list[Slot] = []
         for position, model in enumerate(ordered):
             host = host_of(addresses[model.name])

@@ -157,6 +157,8 @@ async def _generate(
     except grpc.aio.AioRpcError as error:
         kind = _FAILURE_BY_CODE.get(error.code(), ensemble_pb2.FAILURE_KIND_ERROR)
         reason = f"{error.code().name}: {error.details()}"
+        if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            reason += f" (no verdict within max_processing_time_seconds {timeout_s:g} s)"
         log.warning("Model %s at %s failed for %s: %s", name, address, request.request_id, reason)
         return _failed(slot, address, result, kind, reason, started)
     except asyncio.CancelledError:

@@ -306,13 +306,28 @@ def parse_times(column: pa.ChunkedArray, source: Path | str = "input") -> np.nda
             continue
         if seconds.null_count:
             break
+        values = seconds.to_numpy()
+        _check_epoch_seconds(values, source)
         if numeric == pa.int64():
-            return seconds.to_numpy() * NS_PER_SECOND
-        return np.round(seconds.to_numpy() * NS_PER_SECOND).astype(np.int64)
+            return values * NS_PER_SECOND
+        return np.round(values * NS_PER_SECOND).astype(np.int64)
     return np.array(
         [_parse_iso(text, index, source) for index, text in enumerate(strings.to_pylist())],
         dtype=np.int64,
     )
+
+
+# Epoch seconds after this (2100-01-01) are taken for milliseconds or microseconds by mistake.
+_LATEST_EPOCH_SECONDS = 4_102_444_800
+
+
+def _check_epoch_seconds(values: np.ndarray, source: Path | str) -> None:
+    if len(values) and (values.max() > _LATEST_EPOCH_SECONDS or values.min() < 0):
+        index = int(np.argmax((values > _LATEST_EPOCH_SECONDS) | (values < 0)))
+        raise ValueError(
+            f"{source} line {index + 2}: time {values[index]!r} is not epoch seconds between 1970"
+            " and 2100 (epoch milliseconds? divide by 1000)"
+        )
 
 
 def _parse_iso(text: str | None, index: int, source: Path | str) -> int:

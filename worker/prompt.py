@@ -15,12 +15,13 @@ You are a market analyst in Quorum, an ensemble of models that judges one market
 at the close of a trading window. The user message contains market data in sections, each \
 between a BEGIN line and an END line, followed by the question. Answer with one JSON object \
 and nothing else:
-{{"direction": ..., "confidence": ..., "prediction": ..., "rationale": ...}}
+{{"rationale": ..., "direction": ..., "confidence": ..., "prediction": ...}}
+- rationale: one short sentence naming the main evidence, written first
 - direction: "bullish", "bearish" or "neutral" for the price over the next {horizon} minutes
-- confidence: how sure you are of the direction, from 0 to 1
+- confidence: how sure you are of that direction given the evidence, from 0 to 1 (not a \
+number copied from the data)
 - prediction: the expected price change over the next {horizon} minutes in percent, \
-negative for a fall
-- rationale: one short sentence naming the main evidence"""
+negative for a fall"""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 The grammar admits exactly one JSON object with the keys in a fixed order:
 
-    {"direction": "bullish", "confidence": 0.72, "prediction": -1.25, "rationale": "..."}
+    {"rationale": "...", "direction": "bullish", "confidence": 0.72, "prediction": -1.25}
+
+The rationale comes first so that the model states its evidence before it commits to a
+direction and a confidence: with the numbers first, small models were seen to copy the first
+probability-like figure of the prompt (a correlation) into `confidence`.
 
 Every part has a bounded length, so the longest admitted object has a known number of
 characters. The rationale is printable ASCII without `"` or `\\`, so it needs no escape, and
@@ -23,7 +27,7 @@ from typing import Any
 import llama_cpp
 
 DIRECTIONS = ("bullish", "bearish", "neutral")
-FIELDS = ("direction", "confidence", "prediction", "rationale")
+FIELDS = ("rationale", "direction", "confidence", "prediction")
 RATIONALE_MAX_CHARS = 240
 # Below this the rationale is too short to say anything; a grammar never allows fewer.
 RATIONALE_MIN_CHARS = 16
@@ -33,16 +37,16 @@ PREDICTION_MAX_ABS_PCT = 100.0
 # Maximum-length text the grammar admits around the rationale: every optional space present,
 # "bullish", confidence "0.123" and prediction "-99.99".
 _MAX_LENGTH_FRAME = (
-    '{ "direction": "bullish", "confidence": 0.123, "prediction": -99.99, "rationale": "" }'
+    '{ "rationale": "", "direction": "bullish", "confidence": 0.123, "prediction": -99.99 }'
 )
 FRAME_MAX_CHARS = len(_MAX_LENGTH_FRAME)
 
 _GRAMMAR_TEMPLATE = r"""
 root ::= (
-    "{" ws "\"direction\":" ws direction
+    "{" ws "\"rationale\":" ws rationale
+    "," ws "\"direction\":" ws direction
     "," ws "\"confidence\":" ws confidence
-    "," ws "\"prediction\":" ws prediction
-    "," ws "\"rationale\":" ws rationale ws "}"
+    "," ws "\"prediction\":" ws prediction ws "}"
 )
 direction ::= "\"bullish\"" | "\"bearish\"" | "\"neutral\""
 confidence ::= "0" ("." [0-9] [0-9]? [0-9]?)? | "1" ("." "0" "0"? "0"?)?
