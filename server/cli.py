@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -26,7 +27,9 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "local.yaml"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    # Servers log their starts and stops by default; one-shot commands only warnings.
+    default_level = "INFO" if args.command in ("worker", "serve", "up") else "WARNING"
+    _setup_logging(args.log_level or default_level)
     try:
         config = config_module.load(args.config)
         return int(args.handler(args, config))
@@ -43,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="quorum",
         description="Weighted consensus of small language models on a symbol's trading window.",
     )
-    _add_common_options(parser, DEFAULT_CONFIG, "WARNING")
+    _add_common_options(parser, DEFAULT_CONFIG, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_ingest(commands)
     _add_worker(commands)
@@ -58,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_common_options(parser: argparse.ArgumentParser, config: object, level: str) -> None:
+def _add_common_options(parser: argparse.ArgumentParser, config: object, level: str | None) -> None:
     parser.add_argument(
         "--config",
         type=Path,
@@ -70,7 +73,8 @@ def _add_common_options(parser: argparse.ArgumentParser, config: object, level: 
         "--log-level",
         default=level,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level for messages on standard error (default: WARNING)",
+        help="log level for messages on standard error"
+        " (default: INFO for worker, serve and up, WARNING otherwise)",
     )
 
 
@@ -281,7 +285,6 @@ def _run_serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run_up(args: argparse.Namespace, config: Config) -> int:
-    import signal
     import threading
 
     from server.mesh import LocalMesh, MeshError
@@ -289,7 +292,8 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
     config_module.check_model_files(config)
     mesh = LocalMesh(config, Path(config.source_path))
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stopped.set())
     try:
         address = mesh.start()
     except MeshError as error:
@@ -305,6 +309,7 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        print("Stopping: the coordinator drains its cycles for up to 30 s...", file=sys.stderr)
         mesh.stop()
     return 0
 
@@ -324,6 +329,9 @@ def _run_analyze(args: argparse.Namespace, config: Config) -> int:
 
     config_module.check_model_files(config)
     mesh = LocalMesh(config, Path(config.source_path))
+    # SIGTERM and SIGHUP stop the analysis like Ctrl-C, so the mesh is stopped on the way out.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.default_int_handler)
     if not args.json:
         print(f"Starting {len(config.models)} workers and the coordinator...", file=sys.stderr)
     try:

@@ -86,7 +86,7 @@ def list_models(address: str) -> int:
                 model.name,
                 f"{model.base_weight:g}",
                 "yes" if model.large else "no",
-                "yes" if model.healthy else f"no ({model.error})",
+                "yes" if model.healthy else "no",
                 model.address,
                 _count(description.parameter_count) if model.healthy else "-",
                 description.quantization or "-",
@@ -94,6 +94,9 @@ def list_models(address: str) -> int:
             ]
         )
     print(format_table(rows, right_aligned={1, 5, 7}))
+    for model in response.models:
+        if not model.healthy:
+            print(f"{model.name}: {model.error}")
     return 0
 
 
@@ -126,7 +129,8 @@ class Progress:
         print(f"{self._stamp()} {text}", file=self.stream, flush=True)
 
     def _tokens(self, tokens: ensemble_pb2.ModelTokens) -> None:
-        text = f"{tokens.model}: {tokens.completion_tokens} tokens"
+        count = tokens.completion_tokens
+        text = f"{tokens.model}: {count} token{'' if count == 1 else 's'}"
         if self.interactive:
             self.stream.write(f"\r\033[K{self._stamp()} {text}")
             self.stream.flush()
@@ -208,12 +212,35 @@ def format_result(result: ensemble_pb2.AnalysisResult) -> str:
     return "\n".join(lines)
 
 
+def _generation_cells(verdict: ensemble_pb2.ModelVerdict) -> list[str]:
+    """Token counts and timings; a model that never produced a token shows "-" for them."""
+    stats = verdict.stats
+    queued = f"{verdict.queued_ms / 1000:.1f}"
+    total = f"{verdict.elapsed_ms / 1000:.1f}"
+    if not verdict.HasField("stats"):
+        return ["-", "-", "-", queued, "-", total]
+    return [
+        f"{stats.prompt_tokens:,}",
+        f"{stats.cached_prompt_tokens:,}",
+        str(stats.completion_tokens),
+        queued,
+        f"{stats.time_to_first_token_ms / 1000:.1f}",
+        total,
+    ]
+
+
 def _sections_text(context: ensemble_pb2.ContextSummary) -> str:
     missing = [section.name for section in context.sections if section.missing]
-    text = f"{len(context.sections) - len(missing)} of {len(context.sections)} sections"
+    # A section with data can still be cut to no line at all by a small budget.
+    dropped = [s.name for s in context.sections if not s.missing and s.lines == 0]
+    present = len(context.sections) - len(missing) - len(dropped)
+    notes = []
     if missing:
-        text += f" ({', '.join(missing)}: no data)"
-    return text
+        notes.append(f"{', '.join(missing)}: no data")
+    if dropped:
+        notes.append(f"{', '.join(dropped)}: no budget left")
+    text = f"{present} of {len(context.sections)} sections"
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _verdict_table(result: ensemble_pb2.AnalysisResult) -> str:
@@ -228,13 +255,13 @@ def _verdict_table(result: ensemble_pb2.AnalysisResult) -> str:
             "prompt",
             "cached",
             "gen",
+            "queued s",
             "ttft s",
             "total s",
         ]
     ]
     failures = []
     for verdict in result.verdicts:
-        stats = verdict.stats
         if verdict.status == ensemble_pb2.VERDICT_STATUS_ANSWERED:
             answer = verdict.verdict
             cells = [
@@ -248,17 +275,9 @@ def _verdict_table(result: ensemble_pb2.AnalysisResult) -> str:
             cells = [kind.removeprefix("FAILURE_KIND_").lower(), "-", "-", "-"]
             failures.append(f"  {verdict.model}: {verdict.failure}")
         rows.append(
-            [verdict.model, f"{verdict.base_weight:g}"]
-            + cells
-            + [
-                f"{stats.prompt_tokens:,}",
-                f"{stats.cached_prompt_tokens:,}",
-                str(stats.completion_tokens),
-                f"{stats.time_to_first_token_ms / 1000:.1f}",
-                f"{verdict.elapsed_ms / 1000:.1f}",
-            ]
+            [verdict.model, f"{verdict.base_weight:g}"] + cells + _generation_cells(verdict)
         )
-    table = format_table(rows, right_aligned={1, 3, 4, 5, 6, 7, 8, 9, 10})
+    table = format_table(rows, right_aligned=set(range(1, len(rows[0]))) - {2})
     if failures:
         table += "\nfailures:\n" + "\n".join(failures)
     rationales = [

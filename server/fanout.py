@@ -8,6 +8,7 @@ others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -44,6 +45,7 @@ class ModelOutcome:
     failure_kind: int
     failure: str
     elapsed_ms: float
+    queued_ms: float = 0.0
 
     @property
     def answered(self) -> bool:
@@ -109,6 +111,7 @@ async def _run_slot(
 ) -> ModelOutcome:
     budget = plan.budgets[slot.host]
     name = slot.model.name
+    queued = time.monotonic()
     await budget.acquire(slot.cores)
     started = time.monotonic()
     try:
@@ -121,6 +124,7 @@ async def _run_slot(
         request.CopyFrom(template)
         request.max_tokens = slot.model.max_tokens
         outcome = await _generate(slot, clients, request, timeout_s, emit, started)
+        outcome = dataclasses.replace(outcome, queued_ms=(started - queued) * 1000.0)
     finally:
         budget.release(slot.cores)
     await on_outcome(outcome)

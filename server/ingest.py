@@ -289,7 +289,27 @@ def _read_csv(source: Path, time_column: str, names: Mapping[str, str]) -> pa.Ta
     types_by_column = {column: pa.float64() for column in names.values()}
     types_by_column[time_column] = pa.string()
     convert = pa_csv.ConvertOptions(column_types=types_by_column, include_columns=required)
-    return pa_csv.read_csv(source, convert_options=convert)
+    try:
+        return pa_csv.read_csv(source, convert_options=convert)
+    except pa.ArrowInvalid:
+        raise _first_non_number(source, list(names.values())) from None
+
+
+def _first_non_number(source: Path, columns: list[str]) -> ValueError:
+    """Find the first cell of `columns` that is not a number, for an error naming its line."""
+    with open(source, newline="", encoding="utf-8") as file:
+        for line, row in enumerate(csv.DictReader(file), start=2):
+            for column in columns:
+                cell = (row.get(column) or "").strip()
+                if not cell:
+                    continue
+                try:
+                    float(cell)
+                except ValueError:
+                    return ValueError(
+                        f"{source} line {line}: column {column} value {cell!r} is not a number"
+                    )
+    return ValueError(f"{source}: a value in columns {', '.join(columns)} is not a number")
 
 
 def parse_times(column: pa.ChunkedArray, source: Path | str = "input") -> np.ndarray:
@@ -325,7 +345,8 @@ def _check_epoch_seconds(values: np.ndarray, source: Path | str) -> None:
     if len(values) and (values.max() > _LATEST_EPOCH_SECONDS or values.min() < 0):
         index = int(np.argmax((values > _LATEST_EPOCH_SECONDS) | (values < 0)))
         raise ValueError(
-            f"{source} line {index + 2}: time {values[index]!r} is not epoch seconds between 1970"
+            f"{source} line {index + 2}: time {values[index].item()!r} is not epoch seconds"
+            " between 1970"
             " and 2100 (epoch milliseconds? divide by 1000)"
         )
 

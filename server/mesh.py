@@ -6,6 +6,7 @@ and then for `grpc.health.v1` to report SERVING before it starts the next step.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -26,6 +27,20 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 # Longer than the servers' own drain (30 s), so a server is killed only when draining hangs.
 STOP_GRACE_S = 40.0
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+# Loaded before any fork: the child only calls into it, which is safe after fork.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _terminate_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this child when its parent dies, even by SIGKILL, so a
+    mesh never outlives the `quorum` process that started it. Other systems skip this."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class MeshError(RuntimeError):
@@ -103,7 +118,11 @@ class LocalMesh:
         log.info("Starting %s: %s", name, " ".join(command))
         with open(log_file, "wb") as output:
             process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_terminate_with_parent,
             )
         entry = MeshProcess(name, process, port_file, log_file)
         self.processes.append(entry)

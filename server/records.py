@@ -84,6 +84,7 @@ def model_verdict(
         failure_kind=outcome.failure_kind,
         failure=outcome.failure,
         elapsed_ms=outcome.elapsed_ms,
+        queued_ms=outcome.queued_ms,
     )
     if outcome.result is not None:
         message.finish_reason = outcome.result.finish_reason
@@ -221,4 +222,5 @@ def _verdict_row(verdict: ensemble_pb2.ModelVerdict) -> dict[str, Any]:
         "time_to_first_token_ms": stats.time_to_first_token_ms,
         "generation_ms": stats.generation_ms,
         "elapsed_ms": verdict.elapsed_ms,
+        "coordinator_queued_ms": verdict.queued_ms,
     }

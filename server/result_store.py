@@ -66,6 +66,7 @@ VERDICT_TYPE = pa.struct(
         ("time_to_first_token_ms", pa.float64()),
         ("generation_ms", pa.float64()),
         ("elapsed_ms", pa.float64()),
+        ("coordinator_queued_ms", pa.float64()),
     ]
 )
 

@@ -36,10 +36,11 @@ def running_up(tmp_path_factory, lake_with_bars, smollm2_path):
     lake = directory / "lake"
     shutil.copytree(lake_with_bars, lake)
     config = write_config(directory, lake, [smollm2_entry(smollm2_path)])
+    log_file = open(directory / "up.log", "w")  # noqa: SIM115 - closed after the process
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "--config", str(config), "up"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log_file,
         text=True,
     )
     address = ""
@@ -53,10 +54,14 @@ def running_up(tmp_path_factory, lake_with_bars, smollm2_path):
             break
     if not address:
         process.kill()
-        pytest.fail(f"quorum up printed no coordinator address: {process.stderr.read()}")
+        log_file.close()
+        pytest.fail(
+            f"quorum up printed no coordinator address: {(directory / 'up.log').read_text()}"
+        )
     yield config, address, lake
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
+    log_file.close()
 
 
 def test_analyze_prints_table(running_up):
@@ -154,4 +159,83 @@ def test_ingest_bad_csv_one_line_error(tmp_path):
     )
     assert completed.returncode == 2
     assert completed.stderr.startswith("quorum ingest: ")
+    assert "line 2: column close value 'abc' is not a number" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_killed_up_leaves_no_servers(tmp_path, smollm2_path):
+    config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--config", str(config), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = process.stdout.readline()
+    assert line.startswith("coordinator "), line
+    children = _children_of(process.pid)
+    assert len(children) == 2
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    alive = children
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+    assert alive == []
+
+
+def _children_of(parent: int) -> list[str]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[1] == str(parent):
+            children.append(stat.parent.name)
+    return children
+
+
+def _zombie(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_reference_config_starts_once_files_exist(tmp_path, smollm2_path):
+    """The seven-model ensemble starts its coordinator once every GGUF file exists (here each
+    is a link to the SmolLM2 file) and lists all seven models, unhealthy without workers."""
+    import yaml
+
+    reference = yaml.safe_load(REFERENCE_CONFIG.read_text())
+    for model in reference["models"]:
+        link = tmp_path / Path(model["path"]).name
+        link.symlink_to(smollm2_path)
+        model["path"] = str(link)
+        # No worker runs: a closed loopback port keeps every call on this machine.
+        model["address"] = "127.0.0.1:1"
+    reference["data_lake"] = str(tmp_path / "lake")
+    config = tmp_path / "reference.yaml"
+    config.write_text(yaml.safe_dump(reference))
+    port_file = tmp_path / "coordinator.port"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--config", str(config), "serve"]
+        + ["--listen", "127.0.0.1:0", "--port-file", str(port_file)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists() and time.monotonic() < deadline:
+            assert server.poll() is None, "the coordinator exited"
+            time.sleep(0.1)
+        address = f"127.0.0.1:{port_file.read_text().strip()}"
+        completed = _quorum("--config", str(config), "models", "--coordinator", address)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    listed = [line.split()[0] for line in completed.stdout.splitlines()[1:8]]
+    assert listed == [m["name"] for m in reference["models"]]
+    assert "UNAVAILABLE" in completed.stdout
