@@ -13,8 +13,8 @@ from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from quorum.v1 import ensemble_pb2, ensemble_pb2_grpc
+from server.consensus_policy import direction_name
 from server.fanout import CHANNEL_OPTIONS
-from server.synthesis import direction_name
 
 
 def analyze_request(
@@ -103,7 +103,7 @@ def list_models(address: str) -> int:
 class Progress:
     """Progress on standard error, one line per event.
 
-    On a terminal the token count of the running model is rewritten in place; elsewhere (a
+    On a terminal the token count of the running model is rewritten in place. Elsewhere (a
     log file, CI) it is printed at most every TOKEN_LINE_INTERVAL_S seconds.
     """
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from fastpath.consensus import ConsensusResult, weighted_consensus
 from quorum.v1 import ensemble_pb2, inference_pb2
@@ -183,7 +182,7 @@ class Cycle:
         generate = inference_pb2.GenerateRequest(
             request_id=request_id,
             symbol=inputs.symbol,
-            window_end=_timestamp(inputs.window_end),
+            window_end=records.timestamp(inputs.window_end),
             window_minutes=window_minutes,
             horizon_minutes=self.config.horizon_minutes,
             context_size=context.context_size,
@@ -260,7 +259,7 @@ class Cycle:
         return ensemble_pb2.AnalysisResult(
             request_id=request_id,
             symbol=inputs.symbol,
-            window_end=_timestamp(inputs.window_end),
+            window_end=records.timestamp(inputs.window_end),
             window_minutes=inputs.window_minutes,
             horizon_minutes=self.config.horizon_minutes,
             context=summary,
@@ -303,9 +302,3 @@ def _consensus_of(outcomes: Sequence[ModelOutcome], thresholds: Thresholds) -> C
 
 def _known_between(items: Sequence[_Timed], start_ns: int, end_ns: int) -> tuple[_Timed, ...]:
     return tuple(item for item in items if start_ns < item.time <= end_ns)
-
-
-def _timestamp(ns: int) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(ns))
-    return stamp

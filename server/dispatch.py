@@ -1,9 +1,9 @@
 """Core budgets per host: which models may generate at the same time.
 
-Models that share a machine's cores are slower run at once than one after another with all
-cores each (two cores, 4,000-token prompts: 48.6 s at once against 32.8 s in turn), so each
-host has a core budget and its models queue within it, smallest model first so the first
-verdicts arrive sooner.
+Models that share a machine's cores finish later when run at once than one after another
+with all cores each (two cores, 4,000-token prompts: 48.6 s at once against 32.8 s in turn).
+So each host has a core budget, and its models queue within it. The smallest model goes first,
+so the first verdicts arrive sooner.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class Slot:
 
 
 class DispatchPlan:
-    """Orders models smallest first and holds one CoreBudget per host."""
+    """Models in dispatch order (smallest first) and one CoreBudget per host."""
 
     def __init__(
         self,

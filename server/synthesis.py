@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from quorum.v1 import ensemble_pb2, verdict_pb2
+from quorum.v1 import ensemble_pb2
+from server.consensus_policy import direction_name
 
 TEMPLATE_SOURCE = "template"
 # TODO: a summary from an OpenAI-compatible chat API or a local model when one is configured.
@@ -19,10 +20,6 @@ _ACTION_TEXT = {
     ensemble_pb2.ACTION_ALERT: "alert (a human should look)",
     ensemble_pb2.ACTION_INFORM: "inform",
 }
-
-
-def direction_name(direction: int) -> str:
-    return verdict_pb2.Direction.Name(direction).removeprefix("DIRECTION_").lower()
 
 
 def render(

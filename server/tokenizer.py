@@ -1,6 +1,6 @@
 """The coordinator's reference tokenizer: the vocabulary of one configured model.
 
-The coordinator sizes sections with exact counts from this tokenizer; each worker then fits
+The coordinator sizes sections with exact counts from this tokenizer. Each worker then fits
 the sections again with its own tokenizer, so a different vocabulary never overflows a model.
 """
 

@@ -5,8 +5,9 @@ The grammar admits exactly one JSON object with the keys in a fixed order:
     {"rationale": "...", "direction": "bullish", "confidence": 0.72, "prediction": -1.25}
 
 The rationale comes first so that the model states its evidence before it commits to a
-direction and a confidence: with the numbers first, small models were seen to copy the first
-probability-like figure of the prompt (a correlation) into `confidence`.
+direction and a confidence. With the numbers first, SmolLM2-135M and Gemma 3 270M copied the
+first probability-like figure of the prompt (a correlation) into `confidence`.
+NOTE: with models that small the copying still happens often with the rationale first.
 
 Every part has a bounded length, so the longest admitted object has a known number of
 characters. The rationale is printable ASCII without `"` or `\\`, so it needs no escape, and
