@@ -3,11 +3,52 @@
 Direction codes are 1 bullish, 2 bearish, 3 neutral. Arrays indexed by direction use code - 1.
 """
 
-from libc.math cimport fabs
+from libc.math cimport fabs, isfinite
 from libc.stdint cimport int64_t, uint8_t
 
 cdef enum:
     NEUTRAL = 3
+
+# Codes of the first invalid input found, returned by find_invalid.
+cdef enum:
+    VALID = 0
+    BAD_WEIGHT = 1
+    BAD_CONFIDENCE = 2
+    BAD_DIRECTION = 3
+
+
+def find_invalid(
+    const double[::1] base_weights,
+    const double[::1] confidences,
+    const int64_t[::1] directions,
+    const uint8_t[::1] answered,
+):
+    """Return (code, index) of the first invalid input, or (0, -1) when all are valid.
+
+    Codes: 1 a base weight that is not finite and > 0; 2 an answered model's confidence
+    outside [0, 1] (NaN included); 3 an answered model's direction outside 1..3.
+    """
+    cdef Py_ssize_t n = base_weights.shape[0]
+    cdef Py_ssize_t i
+    cdef int code = VALID
+    with nogil:
+        for i in range(n):
+            if not (isfinite(base_weights[i]) and base_weights[i] > 0.0):
+                code = BAD_WEIGHT
+                break
+        if code == VALID:
+            for i in range(n):
+                if not answered[i]:
+                    continue
+                if not (confidences[i] >= 0.0 and confidences[i] <= 1.0):
+                    code = BAD_CONFIDENCE
+                    break
+                if directions[i] < 1 or directions[i] > NEUTRAL:
+                    code = BAD_DIRECTION
+                    break
+    if code != VALID:
+        return code, i
+    return VALID, -1
 
 
 cdef int _leading_direction(const double* totals, double tolerance) noexcept nogil:

@@ -26,6 +26,11 @@ LARGE_MIN_AGREEMENT = 1.0
 # 0.5 * 0.8 is 2.4. Influences lie in [0, 1], so one absolute tolerance fits every ensemble.
 TIE_TOLERANCE = 1e-12
 
+# Codes returned by the kernel's find_invalid.
+_BAD_WEIGHT = 1
+_BAD_CONFIDENCE = 2
+_BAD_DIRECTION = 3
+
 
 @dataclass(frozen=True)
 class ConsensusResult:
@@ -84,8 +89,7 @@ def weighted_consensus(
         directions=direction_array,
         answered=answered_array,
     )
-    _check_weights(weights)
-    _check_answers(confidence_array, direction_array, answered_array.astype(bool))
+    _check_values(weights, confidence_array, direction_array, answered_array)
     min_weight = _checks.positive("large_min_weight", large_min_weight)
     min_agreement = _checks.number("large_min_agreement", large_min_agreement, 0.0, 1.0)
 
@@ -134,27 +138,21 @@ def weighted_consensus(
     )
 
 
-def _check_weights(weights: np.ndarray) -> None:
-    invalid = np.flatnonzero(~(np.isfinite(weights) & (weights > 0)))
-    if invalid.size:
-        index = int(invalid[0])
+def _check_values(
+    weights: np.ndarray, confidences: np.ndarray, directions: np.ndarray, answered: np.ndarray
+) -> None:
+    # One compiled pass finds the first invalid value; only the message is built here.
+    code, index = _consensus.find_invalid(weights, confidences, directions, answered)
+    if code == _BAD_WEIGHT:
         raise ValueError(
             f"base_weights[{index}] must be a finite number > 0, got {weights[index]!r}"
         )
-
-
-def _check_answers(confidences: np.ndarray, directions: np.ndarray, answered: np.ndarray) -> None:
-    # Written as a negation so NaN counts as out of range.
-    bad_confidence = answered & ~((confidences >= 0.0) & (confidences <= 1.0))
-    if bad_confidence.any():
-        index = int(np.flatnonzero(bad_confidence)[0])
+    if code == _BAD_CONFIDENCE:
         raise ValueError(
             f"confidences[{index}] must be in [0, 1] for an answered model,"
             f" got {confidences[index]!r}"
         )
-    bad_direction = answered & ~np.isin(directions, (BULLISH, BEARISH, NEUTRAL))
-    if bad_direction.any():
-        index = int(np.flatnonzero(bad_direction)[0])
+    if code == _BAD_DIRECTION:
         raise ValueError(
             f"directions[{index}] must be 1 (bullish), 2 (bearish) or 3 (neutral) for an"
             f" answered model, got {int(directions[index])}"
