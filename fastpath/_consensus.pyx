@@ -78,13 +78,15 @@ def weighted_consensus(
 
     The tuple is (overall_direction, agreement_strength, confidence_level, bullish,
     bearish and neutral influence, answered, large_answered, large_configured,
-    large_direction, large_top_count). Summed influences within `tie_tolerance` of each
+    large_direction, large_top_count, answered_weight_share). answered_weight_share is the
+    summed base weight of the answered models over the summed base weight of all models. Summed influences within `tie_tolerance` of each
     other are a tie; large-model vote counts tie only when equal.
     """
     cdef Py_ssize_t n = base_weights.shape[0]
     cdef Py_ssize_t i
     cdef double weight_total = 0.0
     cdef double answered_weight = 0.0
+    cdef double configured_weight = 0.0
     cdef double direction_influence[3]
     cdef double direction_confidence[3]
     cdef double large_votes[3]
@@ -104,6 +106,7 @@ def weighted_consensus(
 
         for i in range(n):
             final_weights[i] = 0.0
+            configured_weight += base_weights[i]
             if base_weights[i] >= large_min_weight:
                 large_configured += 1
             if not answered[i]:
@@ -150,4 +153,5 @@ def weighted_consensus(
         large_configured,
         large_direction,
         large_top_count,
+        answered_weight / configured_weight if configured_weight > 0.0 else 0.0,
     )

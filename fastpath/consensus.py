@@ -49,6 +49,8 @@ class ConsensusResult:
     large_direction: int  # UNSPECIFIED when unavailable, NEUTRAL on a tie
     large_share: float  # large models on the most common direction / large_answered
     large_holds: bool  # large_share >= large_min_agreement
+    # Base weight of the answered models over the base weight of all models, in [0, 1].
+    answered_weight_share: float
     # The settings this result was computed with, so a policy can check it uses the same.
     large_min_weight: float = LARGE_MIN_WEIGHT
     large_min_agreement: float = LARGE_MIN_AGREEMENT
@@ -68,7 +70,9 @@ def weighted_consensus(
     final_weight / sum(final_weight). The overall direction has the largest summed influence,
     and a tie for the largest is neutral. confidence_level is the sum of base_weight *
     confidence over the answered models on the overall direction, divided by the sum of
-    base_weight over all answered models (0 when none answered).
+    base_weight over all answered models (0 when none answered). answered_weight_share is the
+    base weight of the answered models over the base weight of all models, which the decision
+    policy compares with its quorum.
 
     Large models have base_weight >= large_min_weight. With fewer than two of them answered,
     large agreement is unavailable. Otherwise large_share is the count on their most common
@@ -107,6 +111,7 @@ def weighted_consensus(
         large_configured,
         large_direction,
         large_top_count,
+        answered_weight_share,
     ) = _consensus.weighted_consensus(
         weights,
         confidence_array,
@@ -133,6 +138,7 @@ def weighted_consensus(
         large_direction=int(large_direction),
         large_share=float(large_share),
         large_holds=large_available and large_share >= min_agreement,
+        answered_weight_share=float(answered_weight_share),
         large_min_weight=min_weight,
         large_min_agreement=min_agreement,
     )

@@ -71,6 +71,9 @@ class Thresholds:
     # Share of answered large models that must agree: 1.0 is all of them. Two of three is
     # "2/3" (0.67 would need all three, since 2/3 = 0.667 < 0.67).
     large_consensus_min_agreement: float = 1.0
+    # A cycle decides only when the models that answered hold at least this share of the
+    # total base weight; below it the decision is inform.
+    quorum_weight_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ _THRESHOLD_KEYS = {
     "agreement_threshold_alert": "agreement_alert",
     "large_model_min_weight": "large_model_min_weight",
     "large_consensus_min_agreement": "large_consensus_min_agreement",
+    "quorum_weight_share": "quorum_weight_share",
 }
 
 _INT_KEYS = (
@@ -359,6 +363,11 @@ def _validate(config: Config) -> None:
         if not 0 <= value <= 1:
             raise ConfigError(f"threshold {name} must be in [0, 1], got {value}")
     thresholds = config.thresholds
+    if thresholds.quorum_weight_share <= 0:
+        raise ConfigError(
+            f"quorum_weight_share must be in (0, 1], got {thresholds.quorum_weight_share}:"
+            " a cycle with no answer must not decide"
+        )
     for measure in ("confidence", "agreement"):
         alert = getattr(thresholds, f"{measure}_alert")
         execute = getattr(thresholds, f"{measure}_execute")

@@ -39,7 +39,8 @@ def decide(consensus: ConsensusResult, thresholds: Thresholds) -> Decision:
     neutral. Otherwise alert, with the overall direction, when confidence_level >=
     confidence_alert and agreement_strength >= agreement_alert. Otherwise inform, with
     direction uncertain. With no influence at all (no model answered, or every confidence is 0)
-    the decision is inform whatever the thresholds.
+    the decision is inform whatever the thresholds, and so it is when the models that
+    answered hold less than quorum_weight_share of the total base weight (the quorum).
 
     Raises ValueError when the consensus was computed with other large-model settings than
     `thresholds` holds.
@@ -47,6 +48,14 @@ def decide(consensus: ConsensusResult, thresholds: Thresholds) -> Decision:
     _check_large_settings(consensus, thresholds)
     if sum(consensus.direction_influence) == 0.0:
         return Decision("inform", UNCERTAIN, _no_influence_reason(consensus))
+    quorum = _compare(
+        "answered_weight_share",
+        consensus.answered_weight_share,
+        "quorum_weight_share",
+        thresholds.quorum_weight_share,
+    )
+    if not quorum[0]:
+        return Decision("inform", UNCERTAIN, "quorum not reached: " + quorum[1])
 
     execute_checks = [
         _compare(

@@ -244,7 +244,9 @@ class Cycle:
             records.model_verdict(outcome, consensus, index, thresholds.large_model_min_weight)
             for index, outcome in enumerate(outcomes)
         ]
-        consensus_pb = records.consensus_message(consensus, len(outcomes))
+        consensus_pb = records.consensus_message(
+            consensus, len(outcomes), thresholds.quorum_weight_share
+        )
         decision_pb = records.decision_message(decision)
 
         text = synthesis.render(

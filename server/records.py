@@ -98,9 +98,13 @@ def model_verdict(
     return message
 
 
-def consensus_message(consensus: ConsensusResult, configured: int) -> ensemble_pb2.Consensus:
+def consensus_message(
+    consensus: ConsensusResult, configured: int, quorum_weight_share: float
+) -> ensemble_pb2.Consensus:
     bullish, bearish, neutral = consensus.direction_influence
     return ensemble_pb2.Consensus(
+        answered_weight_share=consensus.answered_weight_share,
+        quorum_weight_share=quorum_weight_share,
         overall_direction=consensus.overall_direction,
         agreement_strength=consensus.agreement_strength,
         confidence_level=consensus.confidence_level,
@@ -175,6 +179,8 @@ def result_row(result: ensemble_pb2.AnalysisResult) -> dict[str, Any]:
         "bullish_influence": consensus.bullish_influence,
         "bearish_influence": consensus.bearish_influence,
         "neutral_influence": consensus.neutral_influence,
+        "answered_weight_share": consensus.answered_weight_share,
+        "quorum_weight_share": consensus.quorum_weight_share,
         "large_agreement_available": large.available,
         "large_answered": large.large_answered,
         "large_direction": direction_name(large.direction),

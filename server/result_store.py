@@ -98,6 +98,8 @@ RESULT_SCHEMA = pa.schema(
         ("bullish_influence", pa.float64()),
         ("bearish_influence", pa.float64()),
         ("neutral_influence", pa.float64()),
+        ("answered_weight_share", pa.float64()),
+        ("quorum_weight_share", pa.float64()),
         ("large_agreement_available", pa.bool_()),
         ("large_answered", pa.int32()),
         ("large_direction", pa.string()),
@@ -112,6 +114,15 @@ RESULT_SCHEMA = pa.schema(
         ("recorded_at", pa.timestamp("ns", tz="UTC")),
     ]
 )
+
+
+@dataclass(frozen=True)
+class Records:
+    """Records read from the store, and the files that could not be read as records."""
+
+    table: pa.Table
+    # (path, reason) of each file skipped because it is not a readable record.
+    skipped: tuple[tuple[Path, str], ...]
 
 
 @dataclass(frozen=True)
@@ -159,14 +170,26 @@ class ResultStore:
         log.info("Recorded %s %s at %s (replaced=%s)", record["symbol"], path.stem, path, replaced)
         return WriteOutcome(path=path, replaced=replaced)
 
-    def read(self, symbol: str | None = None) -> pa.Table:
-        """Read every record, or one symbol's, sorted by window_end."""
+    def read(self, symbol: str | None = None) -> Records:
+        """Read every record, or one symbol's, sorted by window_end.
+
+        A file that is not a readable record (truncated, overwritten by another program, or
+        with another schema) is skipped, logged once and listed in `Records.skipped`, so one
+        damaged file never hides the others.
+        """
         root = self.root / symbol if symbol else self.root
         files = sorted(p for p in root.rglob("*.parquet") if not p.name.startswith("."))
-        if not files:
-            return RESULT_SCHEMA.empty_table()
-        tables = [pq.read_table(path, schema=RESULT_SCHEMA) for path in files]
-        return pa.concat_tables(tables).sort_by("window_end")
+        tables: list[pa.Table] = []
+        skipped: list[tuple[Path, str]] = []
+        for path in files:
+            try:
+                tables.append(pq.read_table(path, schema=RESULT_SCHEMA))
+            except (OSError, pa.ArrowException) as error:
+                log.warning("Skipped result file %s: not a readable record: %s", path, error)
+                skipped.append((path, str(error)))
+        if not tables:
+            return Records(RESULT_SCHEMA.empty_table(), tuple(skipped))
+        return Records(pa.concat_tables(tables).sort_by("window_end"), tuple(skipped))
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -113,3 +113,15 @@ def test_alert_threshold_above_execute_rejected():
     }
     with pytest.raises(ConfigError, match=r"confidence_threshold_alert 0\.9"):
         config_module.from_mapping(data)
+
+
+def test_quorum_default_is_half():
+    data = {"models": [{"name": "a", "path": "/x.gguf", "weight": 1.0}]}
+    config = config_module.from_mapping(data)
+    assert config.thresholds.quorum_weight_share == 0.5
+
+
+def test_quorum_zero_rejected():
+    data = {"models": [{"name": "a", "path": "/x.gguf", "weight": 1.0}], "quorum_weight_share": 0}
+    with pytest.raises(ConfigError, match=r"quorum_weight_share must be in \(0, 1\], got 0"):
+        config_module.from_mapping(data)

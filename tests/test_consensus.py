@@ -589,3 +589,37 @@ def test_consensus_model_order_irrelevant(ensemble, random):
     assert shuffled.confidence_level == pytest.approx(first.confidence_level, abs=1e-12)
     assert shuffled.large_direction == first.large_direction
     assert shuffled.large_share == first.large_share
+
+
+# --- quorum -----------------------------------------------------------------------------------
+
+
+def test_consensus_answered_weight_share():
+    result = consensus((3.0, 0.9, BULLISH), (1.0, FAILED))
+    assert result.answered_weight_share == 0.75
+
+
+def test_decide_below_quorum_is_inform():
+    # The three large models agree with full confidence, but they hold 9 of 19 (0.47...) of
+    # the base weight: below the default quorum of one half, nothing else counts.
+    result = consensus(
+        (3.0, 1.0, BULLISH), (3.0, 1.0, BULLISH), (3.0, 1.0, BULLISH), (10.0, FAILED)
+    )
+    decision = decide(result, Thresholds(large_model_min_weight=3.0))
+    assert decision.action == "inform"
+    assert decision.direction == UNCERTAIN
+    assert decision.reason.startswith("quorum not reached: answered_weight_share 0.473684")
+
+
+def test_decide_at_quorum_boundary_decides():
+    # 3 + 3 of 8 answered, all bullish with full confidence: exactly the quorum of 0.75.
+    result = consensus((3.0, 1.0, BULLISH), (3.0, 1.0, BULLISH), (1.0, FAILED), (1.0, FAILED))
+    assert result.answered_weight_share == 0.75
+    quorum = Thresholds(quorum_weight_share=0.75)
+    assert decide(result, quorum).action == "execute"
+
+
+def test_decide_just_below_quorum_boundary_is_inform():
+    result = consensus((3.0, 1.0, BULLISH), (3.0, 1.0, BULLISH), (1.0, FAILED), (1.0, FAILED))
+    quorum = Thresholds(quorum_weight_share=np.nextafter(0.75, 1.0))
+    assert decide(result, quorum).action == "inform"

@@ -38,7 +38,7 @@ def test_same_key_replaces_without_duplicate(tmp_path):
     store.write(_record(action="inform"))
     second = store.write(_record(action="alert"))
     assert second.replaced
-    table = store.read("BTC")
+    table = store.read("BTC").table
     assert table.num_rows == 1
     assert table.column("action").to_pylist() == ["alert"]
 
@@ -47,7 +47,7 @@ def test_other_config_is_another_record(tmp_path):
     store = ResultStore(tmp_path)
     store.write(_record(fingerprint="a" * 64))
     store.write(_record(fingerprint="b" * 64))
-    assert store.read().num_rows == 2
+    assert store.read().table.num_rows == 2
 
 
 def test_leftover_temporary_file_is_never_read(tmp_path):
@@ -55,7 +55,7 @@ def test_leftover_temporary_file_is_never_read(tmp_path):
     outcome = store.write(_record())
     leftover = outcome.path.parent / f".{outcome.path.stem}.dead.partial"
     leftover.write_bytes(b"PAR1 half a file")
-    assert store.read().num_rows == 1
+    assert store.read().table.num_rows == 1
     assert pq.read_table(tmp_path / "results").num_rows == 1
 
 
@@ -66,7 +66,7 @@ def test_failed_write_leaves_previous_record(tmp_path):
     bad["window_minutes"] = "not a number"
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
         store.write(bad)
-    assert store.read().column("action").to_pylist() == ["inform"]
+    assert store.read().table.column("action").to_pylist() == ["inform"]
     assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]
 
 
@@ -76,7 +76,7 @@ def test_other_window_length_is_another_record(tmp_path):
     shorter = _record()
     shorter["window_minutes"] = 30
     assert not store.write(shorter).replaced
-    assert store.read().num_rows == 2
+    assert store.read().table.num_rows == 2
 
 
 def test_other_context_size_is_another_record(tmp_path):
@@ -85,4 +85,14 @@ def test_other_context_size_is_another_record(tmp_path):
     smaller = _record()
     smaller["requested_context_size"] = 4000
     assert not store.write(smaller).replaced
-    assert store.read().num_rows == 2
+    assert store.read().table.num_rows == 2
+
+
+def test_corrupt_file_is_skipped_and_reported(tmp_path):
+    store = ResultStore(tmp_path)
+    kept = store.write(_record())
+    damaged = store.write(_record(fingerprint="b" * 64)).path
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    records = store.read()
+    assert records.table.column("record_id").to_pylist() == [kept.path.stem]
+    assert [path for path, _ in records.skipped] == [damaged]
