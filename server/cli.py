@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from server import config as config_module
 from server.config import Config, ConfigError
 from server.market_store import MarketStore
+from server.parent_watch import terminate_with_parent
 
 if TYPE_CHECKING:
     from server.ingest import IngestReport
@@ -25,6 +26,7 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "local.yaml"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    terminate_with_parent()
     parser = build_parser()
     args = parser.parse_args(argv)
     # Servers log their starts and stops by default; one-shot commands only warnings.
@@ -120,7 +122,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=HOST:PORT",
-        help="worker address of a model, overriding the configuration (repeatable)",
+        help="worker address of a model, overriding the configuration; repeat a name to give"
+        " it replicas",
     )
     serve.add_argument("--port-file", type=Path, help="write the bound port here when serving")
     serve.set_defaults(handler=_run_serve)
@@ -267,13 +270,13 @@ def _run_worker(args: argparse.Namespace, config: Config) -> int:
 def _run_serve(args: argparse.Namespace, config: Config) -> int:
     from server.service import serve, worker_addresses
 
-    overrides = {}
+    overrides: dict[str, list[str]] = {}
     for pair in args.worker:
         name, separator, address = pair.partition("=")
         if not separator or not address:
             print(f"quorum serve: invalid --worker {pair!r}: use NAME=HOST:PORT", file=sys.stderr)
             return 2
-        overrides[name] = address
+        overrides.setdefault(name, []).append(address)
     try:
         addresses = worker_addresses(config, overrides)
     except ValueError as error:

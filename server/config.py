@@ -52,6 +52,21 @@ class ModelConfig:
     max_tokens: int = 256
     # host:port of the worker; port 0 lets `quorum up` pick a free port.
     address: str = "127.0.0.1:0"
+    # More workers serving the same model. A call that finds its worker unavailable or
+    # overloaded before the first token is retried on the next one.
+    replicas: tuple[str, ...] = ()
+    # Requests a worker holds waiting for its model; past this it answers RESOURCE_EXHAUSTED.
+    max_queue: int = 4
+    # Hard limit of one generation for this model; 0 uses max_processing_time_seconds.
+    max_processing_time_seconds: float = 0.0
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The worker's address, then its replicas' in the order retried."""
+        return (self.address, *self.replicas)
+
+    def time_limit_s(self, default_s: float) -> float:
+        return self.max_processing_time_seconds or default_s
 
     def is_large(self, large_min_weight: float = LARGE_MODEL_MIN_WEIGHT) -> bool:
         return self.weight >= large_min_weight
@@ -84,6 +99,12 @@ class Config:
     auto_expand_threshold: float = 0.90
     market_window_minutes: int = 60
     max_processing_time_seconds: float = 300.0
+    # Hard limit of a whole cycle, from the request to the record; a client's own gRPC
+    # deadline shortens it.
+    cycle_deadline_seconds: float = 600.0
+    # On SIGTERM a server stops taking calls and lets in-flight ones finish for this long,
+    # then cancels them.
+    shutdown_grace_seconds: float = 30.0
     decision_window_minutes: int = 30
     horizon_minutes: int = 30
     max_concurrent_symbols: int = 2
@@ -118,10 +139,17 @@ class Config:
     def fingerprint(self) -> str:
         """SHA-256 over every setting that shapes a result, so a record names its ensemble."""
         shaping = asdict(self)
-        for key in ("source_path", "coordinator_address", "coordinator_listen", "data_lake"):
+        for key in (
+            "source_path",
+            "coordinator_address",
+            "coordinator_listen",
+            "data_lake",
+            "shutdown_grace_seconds",
+        ):
             shaping.pop(key)
         for model in shaping["models"]:
-            model.pop("address")
+            for key in ("address", "replicas", "max_queue"):
+                model.pop(key)
         text = json.dumps(shaping, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -145,7 +173,13 @@ _INT_KEYS = (
     "max_concurrent_symbols",
     "seed",
 )
-_FLOAT_KEYS = ("auto_expand_threshold", "max_processing_time_seconds", "temperature")
+_FLOAT_KEYS = (
+    "auto_expand_threshold",
+    "max_processing_time_seconds",
+    "cycle_deadline_seconds",
+    "shutdown_grace_seconds",
+    "temperature",
+)
 _STRING_KEYS = (
     "queue_strategy",
     "data_lake",
@@ -166,6 +200,9 @@ _MODEL_KEYS = {
     "n_ctx",
     "max_tokens",
     "address",
+    "replicas",
+    "max_queue",
+    "max_processing_time_seconds",
 }
 # Keys of the reference ConfigMap that this loader reads into other settings.
 _MODEL_LIST_KEYS = ("models", "large_models", "small_models")
@@ -318,7 +355,19 @@ def _parse_model(where: str, entry: Any, base_dir: Path | None) -> ModelConfig:
         n_ctx=_as_int(f"{where}.n_ctx", entry.get("n_ctx", 0)),
         max_tokens=_as_int(f"{where}.max_tokens", entry.get("max_tokens", 256)),
         address=str(entry.get("address", "127.0.0.1:0")),
+        replicas=_as_addresses(f"{where}.replicas", entry.get("replicas", [])),
+        max_queue=_as_int(f"{where}.max_queue", entry.get("max_queue", 4)),
+        max_processing_time_seconds=_as_float(
+            f"{where}.max_processing_time_seconds", entry.get("max_processing_time_seconds", 0)
+        ),
     )
+    if model.max_queue < 0:
+        raise ConfigError(f"{where}.max_queue must be 0 or more, got {model.max_queue}")
+    if model.max_processing_time_seconds < 0:
+        raise ConfigError(
+            f"{where}.max_processing_time_seconds must be 0 (use the global one) or positive,"
+            f" got {model.max_processing_time_seconds}"
+        )
     if model.threads < 0:
         raise ConfigError(f"{where}.threads must be 0 (all cores) or more, got {model.threads}")
     if model.n_ctx < 0:
@@ -352,6 +401,18 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "max_processing_time_seconds must be positive,"
             f" got {config.max_processing_time_seconds}"
+        )
+    if config.cycle_deadline_seconds <= 0:
+        raise ConfigError(
+            f"cycle_deadline_seconds must be positive, got {config.cycle_deadline_seconds}"
+        )
+    if config.shutdown_grace_seconds < 0:
+        raise ConfigError(
+            f"shutdown_grace_seconds must be 0 or more, got {config.shutdown_grace_seconds}"
+        )
+    if config.queue_strategy not in ("priority", "fifo"):
+        raise ConfigError(
+            f"queue_strategy must be priority or fifo, got {config.queue_strategy!r}"
         )
     if config.max_concurrent_symbols < 1:
         raise ConfigError(
@@ -449,6 +510,19 @@ def _as_share(key: str, value: Any) -> float:
             raise ConfigError(f"{key} has a zero denominator: {value!r}")
         return top / bottom
     return _as_float(key, value)
+
+
+def _as_addresses(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{key} must be a list of host:port addresses, got {value!r}")
+    addresses = tuple(item.strip() for item in value if item.strip())
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{key} has {address!r}, which is not host:port")
+    return addresses
 
 
 def _as_bool(key: str, value: Any) -> bool:

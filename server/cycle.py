@@ -15,11 +15,12 @@ import numpy as np
 from fastpath.consensus import ConsensusResult, weighted_consensus
 from quorum.v1 import ensemble_pb2, inference_pb2
 from server import records, synthesis
+from server.admission import Admission
 from server.config import Config, Thresholds
 from server.consensus_policy import decide
 from server.context_builder import Context, build_context, choose_context_size
 from server.dispatch import CoreBudget, DispatchPlan
-from server.fanout import ModelOutcome, WorkerClients, fan_out
+from server.fanout import CallLimits, ModelOutcome, WorkerClients, fan_out
 from server.features import Features, compute_features
 from server.market_data import NS_PER_MINUTE, Bars, MarketInputs, NewsItem, OrderBookSnapshot
 from server.market_store import MarketStore
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 # How far back the other symbols' bars are read for correlations and lead-lag.
 RELATED_LOOKBACK_NS = 30 * 24 * 60 * NS_PER_MINUTE
 NEWS_LOOKBACK_NS = 6 * 60 * NS_PER_MINUTE
+# Kept from a client's deadline for consensus, decision and the record after the fan-out.
+RESULT_MARGIN_S = 1.0
 
 _Timed = TypeVar("_Timed", OrderBookSnapshot, NewsItem)
 
@@ -53,14 +56,45 @@ class Cycle:
         self.config = deps.config
         # One core budget per worker host for every cycle of this coordinator.
         self.core_budgets: dict[str, CoreBudget] = {}
+        self.admission = Admission(self.config.max_concurrent_symbols, self.config.queue_strategy)
 
     async def run(
-        self, request: ensemble_pb2.AnalyzeRequest
+        self, request: ensemble_pb2.AnalyzeRequest, client_remaining_s: float | None = None
     ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
-        """Validate, then run the cycle. Raises InvalidArgument before anything is written."""
+        """Validate, then run the cycle. Raises InvalidArgument before anything is written.
+
+        The cycle's deadline is cycle_deadline_seconds, cut to the client's own deadline
+        (`client_remaining_s`, the seconds its gRPC deadline leaves) less the time kept for
+        consensus and the record.
+        """
         started = time.monotonic()
+        limits = CallLimits(
+            self.config.max_processing_time_seconds,
+            started + cycle_budget_s(self.config.cycle_deadline_seconds, client_remaining_s),
+        )
         valid = validate_request(request, self.config, self.deps.market)
         request_id = request.request_id or uuid.uuid4().hex
+        if self.admission.running >= self.admission.slots:
+            log.info(
+                "Cycle %s for %s queued behind %d running and %d waiting (priority %d)",
+                request_id,
+                valid.symbol,
+                self.admission.running,
+                self.admission.waiting,
+                request.priority,
+            )
+        async with self.admission.slot(request.priority):
+            async for event in self._run_valid(request, request_id, valid, limits, started):
+                yield event
+
+    async def _run_valid(
+        self,
+        request: ensemble_pb2.AnalyzeRequest,
+        request_id: str,
+        valid: ValidatedRequest,
+        limits: CallLimits,
+        started: float,
+    ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
         symbol = valid.symbol
         window_minutes = valid.window_minutes
         log.info(
@@ -85,7 +119,7 @@ class Cycle:
 
         events: asyncio.Queue[ensemble_pb2.AnalysisEvent | None] = asyncio.Queue()
         fan_out_task = asyncio.create_task(
-            self._fan_out(request_id, inputs, window_minutes, context, events)
+            self._fan_out(request_id, inputs, window_minutes, context, events, limits)
         )
         try:
             while (event := await events.get()) is not None:
@@ -178,6 +212,7 @@ class Cycle:
         window_minutes: int,
         context: Context,
         events: asyncio.Queue[ensemble_pb2.AnalysisEvent | None],
+        limits: CallLimits,
     ) -> list[ModelOutcome]:
         generate = inference_pb2.GenerateRequest(
             request_id=request_id,
@@ -220,7 +255,7 @@ class Cycle:
                 plan,
                 self.deps.workers,
                 generate,
-                self.config.max_processing_time_seconds,
+                limits,
                 emit,
                 emit_outcome,
             )
@@ -280,6 +315,18 @@ class Cycle:
         outcome = self.deps.results.write(records.result_row(result))
         result.record_path = str(outcome.path)
         result.record_existed = outcome.replaced
+
+
+def cycle_budget_s(cycle_deadline_s: float, client_remaining_s: float | None) -> float:
+    """Seconds the fan-out may take: the cycle deadline, cut to the client's deadline.
+
+    RESULT_MARGIN_S (or half of a shorter client deadline) is kept for what follows the
+    fan-out, so the client still receives the result of a cycle whose slow models were cut.
+    """
+    if client_remaining_s is None:
+        return cycle_deadline_s
+    margin = min(RESULT_MARGIN_S, client_remaining_s / 2)
+    return min(cycle_deadline_s, client_remaining_s - margin)
 
 
 def _consensus_of(outcomes: Sequence[ModelOutcome], thresholds: Thresholds) -> ConsensusResult:

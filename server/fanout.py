@@ -3,6 +3,13 @@
 Every model runs as its own task within its host's core budget. A model that fails (worker
 down, deadline, bad output) yields a failed outcome with its reason and never stops the
 others.
+
+Deadlines: each call gets the model's time limit, cut to what is left of the cycle's
+deadline; a model still queued for cores when the cycle's deadline passes fails without a
+call. A call whose worker is unavailable or overloaded (UNAVAILABLE, RESOURCE_EXHAUSTED)
+before its first token is retried with backoff on the model's next replica, round the list,
+while the deadline allows. Nothing is retried after the first token: the tokens already
+streamed to the client belong to that attempt.
 """
 
 from __future__ import annotations
@@ -10,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 
-from quorum.v1 import ensemble_pb2, inference_pb2, inference_pb2_grpc
+from quorum.v1 import ensemble_pb2, inference_pb2, inference_pb2_grpc, verdict_pb2
 from server.config import ModelConfig
 from server.dispatch import DispatchPlan, Slot
 
@@ -34,7 +42,19 @@ _FAILURE_BY_CODE = {
     grpc.StatusCode.UNAVAILABLE: ensemble_pb2.FAILURE_KIND_UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: ensemble_pb2.FAILURE_KIND_DEADLINE,
     grpc.StatusCode.CANCELLED: ensemble_pb2.FAILURE_KIND_CANCELLED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ensemble_pb2.FAILURE_KIND_OVERLOADED,
 }
+_VERDICT_DIRECTIONS = (
+    verdict_pb2.DIRECTION_BULLISH,
+    verdict_pb2.DIRECTION_BEARISH,
+    verdict_pb2.DIRECTION_NEUTRAL,
+)
+# Codes that mean "this worker cannot take the call now", worth another replica.
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+RETRY_BACKOFF_S = 0.25
+RETRY_BACKOFF_MAX_S = 4.0
+# Attempts per replica before the model is given up, when time is left.
+ATTEMPTS_PER_REPLICA = 2
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,8 @@ class ModelOutcome:
     failure: str
     elapsed_ms: float
     queued_ms: float = 0.0
+    # The worker could not take the call (unavailable or overloaded); another may.
+    retryable: bool = False
 
     @property
     def answered(self) -> bool:
@@ -53,22 +75,26 @@ class ModelOutcome:
 
 
 class WorkerClients:
-    """One gRPC channel per model worker."""
+    """One gRPC channel per worker address; a model has one address or several replicas."""
 
-    def __init__(self, addresses: Mapping[str, str]) -> None:
-        self.addresses = dict(addresses)
+    def __init__(self, addresses: Mapping[str, str | Sequence[str]]) -> None:
+        self.replicas: dict[str, tuple[str, ...]] = {
+            name: (value,) if isinstance(value, str) else tuple(value)
+            for name, value in addresses.items()
+        }
+        # The first address of each model, which names its host for the core budget.
+        self.addresses = {name: replicas[0] for name, replicas in self.replicas.items()}
         # Opened on first use, inside the event loop that serves the calls.
         self._channels: dict[str, grpc.aio.Channel] = {}
 
-    def channel(self, name: str) -> grpc.aio.Channel:
-        if name not in self._channels:
-            self._channels[name] = grpc.aio.insecure_channel(
-                self.addresses[name], options=CHANNEL_OPTIONS
-            )
-        return self._channels[name]
+    def channel_to(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return self._channels[address]
 
-    def stub(self, name: str) -> inference_pb2_grpc.InferenceStub:
-        return inference_pb2_grpc.InferenceStub(self.channel(name))
+    def stub(self, name: str, replica: int = 0) -> inference_pb2_grpc.InferenceStub:
+        address = self.replicas[name][replica % len(self.replicas[name])]
+        return inference_pb2_grpc.InferenceStub(self.channel_to(address))
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self._channels.values()))
@@ -78,7 +104,7 @@ async def fan_out(
     plan: DispatchPlan,
     clients: WorkerClients,
     request: inference_pb2.GenerateRequest,
-    timeout_s: float,
+    limits: CallLimits,
     emit: EventSink,
     on_outcome: Callable[[ModelOutcome], Awaitable[None]],
 ) -> list[ModelOutcome]:
@@ -88,7 +114,7 @@ async def fan_out(
     as soon as it is known.
     """
     tasks = [
-        asyncio.create_task(_run_slot(slot, plan, clients, request, timeout_s, emit, on_outcome))
+        asyncio.create_task(_run_slot(slot, plan, clients, request, limits, emit, on_outcome))
         for slot in plan.slots
     ]
     try:
@@ -100,19 +126,53 @@ async def fan_out(
         raise
 
 
+@dataclass(frozen=True)
+class CallLimits:
+    """Time limits of a cycle's calls."""
+
+    # max_processing_time_seconds, for models without a limit of their own.
+    default_limit_s: float
+    # time.monotonic() at which the cycle must have every answer.
+    deadline: float
+
+    def remaining_s(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def call_timeout_s(self, model: ModelConfig) -> float:
+        return min(model.time_limit_s(self.default_limit_s), self.remaining_s())
+
+
 async def _run_slot(
     slot: Slot,
     plan: DispatchPlan,
     clients: WorkerClients,
     template: inference_pb2.GenerateRequest,
-    timeout_s: float,
+    limits: CallLimits,
     emit: EventSink,
     on_outcome: Callable[[ModelOutcome], Awaitable[None]],
 ) -> ModelOutcome:
     budget = plan.budgets[slot.host]
     name = slot.model.name
     queued = time.monotonic()
-    await budget.acquire(slot.cores)
+    try:
+        await asyncio.wait_for(budget.acquire(slot.cores), max(limits.remaining_s(), 0.0))
+    except TimeoutError:
+        reason = (
+            f"the cycle deadline passed after {time.monotonic() - queued:.1f} s of waiting for"
+            f" {slot.cores} cores on {slot.host}"
+        )
+        log.warning("Model %s not called for %s: %s", name, template.request_id, reason)
+        outcome = ModelOutcome(
+            slot.model,
+            clients.addresses[name],
+            None,
+            ensemble_pb2.FAILURE_KIND_DEADLINE,
+            reason,
+            0.0,
+            _ms_since(queued),
+        )
+        await on_outcome(outcome)
+        return outcome
     started = time.monotonic()
     try:
         await emit(
@@ -123,7 +183,7 @@ async def _run_slot(
         request = inference_pb2.GenerateRequest()
         request.CopyFrom(template)
         request.max_tokens = slot.model.max_tokens
-        outcome = await _generate(slot, clients, request, timeout_s, emit, started)
+        outcome = await _generate_with_retries(slot, clients, request, limits, emit, started)
         outcome = dataclasses.replace(outcome, queued_ms=(started - queued) * 1000.0)
     finally:
         budget.release(slot.cores)
@@ -131,22 +191,72 @@ async def _run_slot(
     return outcome
 
 
+async def _generate_with_retries(
+    slot: Slot,
+    clients: WorkerClients,
+    request: inference_pb2.GenerateRequest,
+    limits: CallLimits,
+    emit: EventSink,
+    started: float,
+) -> ModelOutcome:
+    """Call the model's workers in turn until one streams a token or time runs out."""
+    name = slot.model.name
+    replicas = len(clients.replicas[name])
+    attempts = replicas * ATTEMPTS_PER_REPLICA
+    backoff = RETRY_BACKOFF_S
+    attempt = 0
+    while True:
+        outcome, streamed = await _generate(
+            slot, clients, attempt, request, limits.call_timeout_s(slot.model), emit, started
+        )
+        attempt += 1
+        if not outcome.retryable or streamed or attempt == attempts:
+            break
+        if limits.remaining_s() <= backoff:
+            break
+        log.warning(
+            "Retrying model %s for %s in %.2f s on replica %d of %d after: %s",
+            name,
+            request.request_id,
+            backoff,
+            attempt % replicas + 1,
+            replicas,
+            outcome.failure,
+        )
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
+    if attempt > 1 and outcome.failure:
+        outcome = dataclasses.replace(
+            outcome, failure=f"{outcome.failure} (after {attempt} attempts)"
+        )
+    return outcome
+
+
 async def _generate(
     slot: Slot,
     clients: WorkerClients,
+    attempt: int,
     request: inference_pb2.GenerateRequest,
     timeout_s: float,
     emit: EventSink,
     started: float,
-) -> ModelOutcome:
+) -> tuple[ModelOutcome, bool]:
+    """Run one call; return its outcome and whether any token was streamed."""
     name = slot.model.name
-    address = clients.addresses[name]
+    replicas = clients.replicas[name]
+    address = replicas[attempt % len(replicas)]
     metadata = (("x-request-id", request.request_id),)
-    call = clients.stub(name).Generate(request, timeout=timeout_s, metadata=metadata)
     result: inference_pb2.GenerationResult | None = None
+    streamed = False
+    if timeout_s <= 0:
+        reason = "the cycle deadline passed before the call"
+        outcome = _failed(slot, address, None, ensemble_pb2.FAILURE_KIND_DEADLINE, reason, started)
+        return outcome, streamed
+    call = clients.stub(name, attempt).Generate(request, timeout=timeout_s, metadata=metadata)
     try:
         async for response in call:
             if response.HasField("token"):
+                streamed = True
                 await emit(
                     ensemble_pb2.AnalysisEvent(
                         tokens=ensemble_pb2.ModelTokens(
@@ -162,23 +272,49 @@ async def _generate(
         kind = _FAILURE_BY_CODE.get(error.code(), ensemble_pb2.FAILURE_KIND_ERROR)
         reason = f"{error.code().name}: {error.details()}"
         if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-            reason += f" (no verdict within max_processing_time_seconds {timeout_s:g} s)"
+            reason += f" (no verdict within {timeout_s:.3g} s)"
         log.warning("Model %s at %s failed for %s: %s", name, address, request.request_id, reason)
-        return _failed(slot, address, result, kind, reason, started)
+        outcome = _failed(slot, address, result, kind, reason, started)
+        return dataclasses.replace(outcome, retryable=error.code() in _RETRYABLE), streamed
     except asyncio.CancelledError:
         call.cancel()
         raise
 
     if result is None:
         reason = "the stream ended without a final result"
-        return _failed(slot, address, None, ensemble_pb2.FAILURE_KIND_ERROR, reason, started)
+        outcome = _failed(slot, address, None, ensemble_pb2.FAILURE_KIND_ERROR, reason, started)
+        return outcome, streamed
     if not result.HasField("verdict"):
         reason = result.failure or "no verdict in the final result"
         log.warning("Model %s gave no verdict for %s: %s", name, request.request_id, reason)
-        return _failed(slot, address, result, ensemble_pb2.FAILURE_KIND_BAD_OUTPUT, reason, started)
-    return ModelOutcome(
+        kind = ensemble_pb2.FAILURE_KIND_BAD_OUTPUT
+        return _failed(slot, address, result, kind, reason, started), streamed
+    problem = verdict_problem(result.verdict)
+    if problem:
+        reason = f"the worker returned an invalid verdict: {problem}"
+        log.warning("Model %s at %s for %s: %s", name, address, request.request_id, reason)
+        # The result is dropped: an out-of-range verdict must not reach the consensus.
+        kind = ensemble_pb2.FAILURE_KIND_BAD_OUTPUT
+        return _failed(slot, address, None, kind, reason, started), streamed
+    outcome = ModelOutcome(
         slot.model, address, result, ensemble_pb2.FAILURE_KIND_UNSPECIFIED, "", _ms_since(started)
     )
+    return outcome, streamed
+
+
+def verdict_problem(verdict: verdict_pb2.Verdict) -> str:
+    """Return what makes a worker's verdict unusable, or "" when it is valid.
+
+    A worker is another process, maybe another machine: its verdict is checked like any
+    input before the consensus reads it.
+    """
+    if verdict.direction not in _VERDICT_DIRECTIONS:
+        return f"direction {verdict.direction} is not bullish, bearish or neutral"
+    if not 0.0 <= verdict.confidence <= 1.0:
+        return f"confidence {verdict.confidence!r} is outside [0, 1]"
+    if not math.isfinite(verdict.prediction_pct):
+        return f"prediction_pct {verdict.prediction_pct!r} is not a finite number"
+    return ""
 
 
 def _failed(

@@ -6,7 +6,6 @@ then for `grpc.health.v1` to report SERVING, before it starts the next process.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -21,26 +20,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.config import Config
+from server.parent_watch import PARENT_PID_ENV
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
-# Longer than the servers' own drain (30 s), so a server is killed only when draining hangs.
-STOP_GRACE_S = 40.0
-
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-# Loaded before any fork: the child only calls into it, which is safe after fork.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def _terminate_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this child when its parent dies, even by SIGKILL, so a
-    mesh never outlives the `quorum` process that started it. Other systems skip this."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# Added to the servers' own drain (shutdown_grace_seconds), so a server is killed only when
+# draining hangs.
+STOP_MARGIN_S = 10.0
 
 
 class MeshError(RuntimeError):
@@ -66,6 +53,9 @@ class LocalMesh:
     config_path: Path
     start_timeout_s: float = 300.0
     log_level: str = "INFO"
+    # Models served by workers started elsewhere: name -> host:port addresses (a model's
+    # replicas). No worker is spawned for them; the coordinator is given these addresses.
+    external_workers: dict[str, list[str]] = field(default_factory=dict)
     processes: list[MeshProcess] = field(default_factory=list)
     coordinator: MeshProcess | None = None
     _workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -74,10 +64,19 @@ class LocalMesh:
         """Start the workers, then the coordinator; return the coordinator's address."""
         self._workdir = tempfile.TemporaryDirectory(prefix="quorum-mesh-")
         try:
-            workers = [self._spawn_worker(model.name) for model in self.config.models]
+            workers = [
+                self._spawn_worker(model.name)
+                for model in self.config.models
+                if model.name not in self.external_workers
+            ]
             for worker in workers:
                 self._wait_ready(worker, "quorum.v1.Inference")
             overrides = [f"{w.name}={w.address}" for w in workers]
+            overrides += [
+                f"{name}={address}"
+                for name, addresses in self.external_workers.items()
+                for address in addresses
+            ]
             self.coordinator = self._spawn(
                 "coordinator",
                 ["serve", "--listen", f"{LOOPBACK}:0"]
@@ -122,7 +121,10 @@ class LocalMesh:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_terminate_with_parent,
+                # The child asks for SIGTERM on this process's death itself (see
+                # server.parent_watch): no preexec_fn, so no Python code runs between fork
+                # and exec, which gRPC's threads in this process would make unsafe.
+                env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
             )
         entry = MeshProcess(name, process, port_file, log_file)
         self.processes.append(entry)
@@ -161,7 +163,8 @@ class LocalMesh:
 
     def stop(self) -> None:
         """Stop the coordinator first, so its cycles drain while the workers still serve,
-        then the workers. Each gets SIGTERM and, after STOP_GRACE_S, SIGKILL."""
+        then the workers. Each gets SIGTERM and, when it has not exited after
+        shutdown_grace_seconds + STOP_MARGIN_S, SIGKILL."""
         coordinators = [p for p in self.processes if p is self.coordinator]
         workers = [p for p in self.processes if p is not self.coordinator]
         for group in (coordinators, workers):
@@ -175,13 +178,14 @@ class LocalMesh:
         for entry in group:
             if entry.process.poll() is None:
                 entry.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
+        grace_s = self.config.shutdown_grace_seconds + STOP_MARGIN_S
+        deadline = time.monotonic() + grace_s
         for entry in group:
             remaining = max(deadline - time.monotonic(), 0.1)
             try:
                 entry.process.wait(timeout=remaining)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s; killing it", entry.name, STOP_GRACE_S)
+                log.warning("%s did not stop within %.0f s; killing it", entry.name, grace_s)
                 os.killpg(entry.process.pid, signal.SIGKILL)
                 entry.process.wait()
 

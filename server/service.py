@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = ensemble_pb2.DESCRIPTOR.services_by_name["Ensemble"].full_name
 DESCRIBE_TIMEOUT_S = 5.0
-SHUTDOWN_GRACE_S = 30.0
 
 
 class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
@@ -54,7 +53,7 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
         self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
         try:
-            async for event in self.cycle.run(request):
+            async for event in self.cycle.run(request, context.time_remaining()):
                 yield event
         except InvalidArgument as error:
             log.info("Rejected Analyze for %r: %s", request.symbol, error)
@@ -96,24 +95,33 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
         return status
 
 
-def worker_addresses(config: Config, overrides: Mapping[str, str]) -> dict[str, str]:
-    """Return each model's worker address: the override when given, else the configured one."""
+def worker_addresses(
+    config: Config, overrides: Mapping[str, Sequence[str]]
+) -> dict[str, tuple[str, ...]]:
+    """Return each model's worker addresses, replicas included.
+
+    A model named in `overrides` uses those addresses instead of its configured address and
+    replicas.
+    """
     unknown = sorted(set(overrides) - {model.name for model in config.models})
     if unknown:
         raise ValueError(f"--worker names models that are not configured: {', '.join(unknown)}")
     addresses = {}
     for model in config.models:
-        address = overrides.get(model.name, model.address)
-        if address.endswith(":0"):
-            raise ValueError(
-                f"model {model.name} has no worker port (address {address});"
-                " pass --worker NAME=HOST:PORT or use `quorum up`"
-            )
-        addresses[model.name] = address
+        chosen = tuple(overrides.get(model.name, ())) or model.addresses
+        for address in chosen:
+            if address.endswith(":0"):
+                raise ValueError(
+                    f"model {model.name} has no worker port (address {address});"
+                    " pass --worker NAME=HOST:PORT or use `quorum up`"
+                )
+        addresses[model.name] = chosen
     return addresses
 
 
-def build_cycle(config: Config, addresses: Mapping[str, str]) -> tuple[Cycle, WorkerClients]:
+def build_cycle(
+    config: Config, addresses: Mapping[str, Sequence[str]]
+) -> tuple[Cycle, WorkerClients]:
     files = check_model_files(config)
     tokenizer_name = config.context_tokenizer_model or config.models[0].name
     tokenizer = ReferenceTokenizer(tokenizer_name, files[tokenizer_name])
@@ -132,7 +140,7 @@ def build_cycle(config: Config, addresses: Mapping[str, str]) -> tuple[Cycle, Wo
 async def serve(
     config: Config,
     listen: str,
-    addresses: Mapping[str, str],
+    addresses: Mapping[str, Sequence[str]],
     port_file: Path | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -164,8 +172,9 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
-    log.info("Coordinator stopping: NOT_SERVING, draining for up to %.0f s", SHUTDOWN_GRACE_S)
+    grace_s = config.shutdown_grace_seconds
+    log.info("Coordinator stopping: NOT_SERVING, draining for up to %.0f s", grace_s)
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(SHUTDOWN_GRACE_S)
+    await server.stop(grace_s)
     await workers.close()
     log.info("Coordinator stopped")

@@ -32,9 +32,10 @@ T = TypeVar("T")
 class BackgroundWorker:
     """A WorkerServer running on an event loop in a daemon thread."""
 
-    def __init__(self, model: LoadedModel, grace_s: float = 5.0) -> None:
+    def __init__(self, model: LoadedModel, grace_s: float = 5.0, max_queue: int = 4) -> None:
         self._model = model
         self._grace_s = grace_s
+        self._max_queue = max_queue
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.server: WorkerServer | None = None
@@ -48,7 +49,7 @@ class BackgroundWorker:
         self._thread.start()
 
         async def start_server() -> WorkerServer:
-            server = WorkerServer(self._model, "127.0.0.1:0", self._grace_s)
+            server = WorkerServer(self._model, "127.0.0.1:0", self._grace_s, self._max_queue)
             await server.start()
             return server
 

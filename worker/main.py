@@ -22,7 +22,7 @@ from server.config import Config, ConfigError
 from server.model_files import ModelFileError
 from server.port_file import write_port_file
 from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
-from worker.service import SERVICE_NAME, InferenceService
+from worker.service import DEFAULT_MAX_QUEUE, SERVICE_NAME, InferenceService
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,19 @@ class WorkerStartError(RuntimeError):
 class WorkerServer:
     """A grpc.aio server holding one model's Inference service, health and reflection."""
 
-    def __init__(self, model: LoadedModel, listen: str, grace_s: float = DEFAULT_GRACE_S) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        listen: str,
+        grace_s: float = DEFAULT_GRACE_S,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
         self.model = model
         self.listen = listen
         self.grace_s = grace_s
         self.port = 0
         self._server = grpc.aio.server()
-        self._service = InferenceService(model)
+        self._service = InferenceService(model, max_queue)
         self._health = health.aio.HealthServicer()
 
     async def start(self) -> int:
@@ -82,6 +88,10 @@ class WorkerServer:
         """Return whether a request has the model, until its generation thread has stopped."""
         return self._service.is_generating()
 
+    def waiting(self) -> int:
+        """Return how many requests wait for the model behind the one generating."""
+        return self._service.waiting
+
     async def stop(self) -> None:
         """Report NOT_SERVING, drain in-flight streams for grace_s, then stop the model thread."""
         log.info(
@@ -101,12 +111,13 @@ async def serve(
     port_file: Path | None = None,
     grace_s: float = DEFAULT_GRACE_S,
     stop: asyncio.Event | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
 ) -> None:
     """Serve `model` on `listen` until SIGTERM, SIGINT or `stop` is set, then drain and stop.
 
     Signal handlers are installed only when serve runs in the main thread.
     """
-    server = WorkerServer(model, listen, grace_s)
+    server = WorkerServer(model, listen, grace_s, max_queue)
     port = await server.start()
     if port_file is not None:
         write_port_file(port_file, port)
@@ -140,9 +151,18 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
     except (ConfigError, ModelFileError, ModelLoadError) as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
-    address = listen or config.model(model_name).address
+    entry = config.model(model_name)
+    address = listen or entry.address
     try:
-        asyncio.run(serve(model, address, port_file))
+        asyncio.run(
+            serve(
+                model,
+                address,
+                port_file,
+                grace_s=config.shutdown_grace_seconds,
+                max_queue=entry.max_queue,
+            )
+        )
     except WorkerStartError as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED

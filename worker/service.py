@@ -53,12 +53,18 @@ _FINISH_REASONS = {
 }
 
 
+DEFAULT_MAX_QUEUE = 4
+
+
 class InferenceService(inference_pb2_grpc.InferenceServicer):
     """Serves one loaded model; `close` stops its generation thread."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self._model = model
         self._lock = asyncio.Lock()
+        # Requests waiting for the lock; past max_queue a new one is refused at once.
+        self.max_queue = max_queue
+        self.waiting = 0
         # The model's only thread: fitting and generation run here, one request at a time.
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"llama-{model.info.name}"
@@ -131,7 +137,7 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
             request_id,
         )
 
-        await self._lock.acquire()
+        await self._wait_for_model(request_id, context)
         lock_acquired = time.perf_counter()
         # Nothing awaits between taking the lock and starting the thread, so a cancelled call
         # cannot leave the lock held. From then on, only the thread's end releases it.
@@ -176,6 +182,27 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
         self._log_outcome(request_id, outcome)
         stats = _stats(self._model.info.n_ctx, job.fitted, outcome, received, lock_acquired)
         yield inference_pb2.GenerateResponse(result=self._result(outcome, stats))
+
+    async def _wait_for_model(self, request_id: str, context: grpc.aio.ServicerContext) -> None:
+        """Take the model's lock, or refuse with RESOURCE_EXHAUSTED when the queue is full."""
+        if self._lock.locked() and self.waiting >= self.max_queue:
+            log.warning(
+                "Refused request %s on model %s: %d requests already waiting (max_queue %d)",
+                request_id,
+                self.model_name,
+                self.waiting,
+                self.max_queue,
+            )
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"model {self.model_name} is busy: {self.waiting} requests already waiting"
+                f" (max_queue {self.max_queue})",
+            )
+        self.waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self.waiting -= 1
 
     def _release(self, done: asyncio.Future[GenerationOutcome], request_id: str) -> None:
         # Runs on the event loop once the generation thread has returned.
