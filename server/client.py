@@ -202,6 +202,8 @@ def format_result(result: ensemble_pb2.AnalysisResult) -> str:
         f"  agreement {consensus.agreement_strength:.3f}"
         f"  confidence {consensus.confidence_level:.3f}"
         f"  ({consensus.answered} of {consensus.configured} answered)",
+        f"quorum      answered weight share {consensus.answered_weight_share:.3f},"
+        f" needs {consensus.quorum_weight_share:.3f}",
         f"large       {large_text}",
         f"decision    {action}  direction {direction_name(decision.direction)}",
         f"reason      {decision.reason}",

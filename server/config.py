@@ -91,6 +91,19 @@ class Thresholds:
     quorum_weight_share: float = 0.5
 
 
+# Largest gRPC message a server or channel accepts or sends, in bytes. A request with a
+# million bars is about 50 MB; a 50,000-token context a few hundred kilobytes.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def message_options(max_message_bytes: int) -> tuple[tuple[str, int], ...]:
+    """gRPC options that cap sent and received messages at `max_message_bytes`."""
+    return (
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     models: tuple[ModelConfig, ...]
@@ -105,6 +118,8 @@ class Config:
     # On SIGTERM a server stops taking calls and lets in-flight ones finish for this long,
     # then cancels them.
     shutdown_grace_seconds: float = 30.0
+    # Past this size a gRPC message is refused with RESOURCE_EXHAUSTED, on both ends.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     decision_window_minutes: int = 30
     horizon_minutes: int = 30
     max_concurrent_symbols: int = 2
@@ -145,6 +160,7 @@ class Config:
             "coordinator_listen",
             "data_lake",
             "shutdown_grace_seconds",
+            "max_message_bytes",
         ):
             shaping.pop(key)
         for model in shaping["models"]:
@@ -171,6 +187,7 @@ _INT_KEYS = (
     "decision_window_minutes",
     "horizon_minutes",
     "max_concurrent_symbols",
+    "max_message_bytes",
     "seed",
 )
 _FLOAT_KEYS = (
@@ -406,14 +423,16 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"cycle_deadline_seconds must be positive, got {config.cycle_deadline_seconds}"
         )
+    if config.max_message_bytes < 64 * 1024:
+        raise ConfigError(
+            f"max_message_bytes must be at least 65536, got {config.max_message_bytes}"
+        )
     if config.shutdown_grace_seconds < 0:
         raise ConfigError(
             f"shutdown_grace_seconds must be 0 or more, got {config.shutdown_grace_seconds}"
         )
     if config.queue_strategy not in ("priority", "fifo"):
-        raise ConfigError(
-            f"queue_strategy must be priority or fifo, got {config.queue_strategy!r}"
-        )
+        raise ConfigError(f"queue_strategy must be priority or fifo, got {config.queue_strategy!r}")
     if config.max_concurrent_symbols < 1:
         raise ConfigError(
             f"max_concurrent_symbols must be at least 1, got {config.max_concurrent_symbols}"

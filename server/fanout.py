@@ -25,18 +25,20 @@ from dataclasses import dataclass
 import grpc
 
 from quorum.v1 import ensemble_pb2, inference_pb2, inference_pb2_grpc, verdict_pb2
-from server.config import ModelConfig
+from server.config import DEFAULT_MAX_MESSAGE_BYTES, ModelConfig, message_options
 from server.dispatch import DispatchPlan, Slot
+from server.worker_health import WorkerHealth
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[ensemble_pb2.AnalysisEvent], Awaitable[None]]
 
-# Generous message limits: a 50,000-token context is a few hundred kilobytes of text.
-CHANNEL_OPTIONS = (
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+# A restarted worker is reconnected within seconds, not after gRPC's default two minutes.
+RECONNECT_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
 )
+CHANNEL_OPTIONS = message_options(DEFAULT_MAX_MESSAGE_BYTES) + RECONNECT_OPTIONS
 
 _FAILURE_BY_CODE = {
     grpc.StatusCode.UNAVAILABLE: ensemble_pb2.FAILURE_KIND_UNAVAILABLE,
@@ -77,7 +79,12 @@ class ModelOutcome:
 class WorkerClients:
     """One gRPC channel per worker address; a model has one address or several replicas."""
 
-    def __init__(self, addresses: Mapping[str, str | Sequence[str]]) -> None:
+    def __init__(
+        self,
+        addresses: Mapping[str, str | Sequence[str]],
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._options = message_options(max_message_bytes) + RECONNECT_OPTIONS
         self.replicas: dict[str, tuple[str, ...]] = {
             name: (value,) if isinstance(value, str) else tuple(value)
             for name, value in addresses.items()
@@ -86,17 +93,31 @@ class WorkerClients:
         self.addresses = {name: replicas[0] for name, replicas in self.replicas.items()}
         # Opened on first use, inside the event loop that serves the calls.
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self.health = WorkerHealth()
 
     def channel_to(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[address] = grpc.aio.insecure_channel(address, options=self._options)
         return self._channels[address]
 
-    def stub(self, name: str, replica: int = 0) -> inference_pb2_grpc.InferenceStub:
-        address = self.replicas[name][replica % len(self.replicas[name])]
+    def stub(self, name: str) -> inference_pb2_grpc.InferenceStub:
+        """A stub on the model's first address."""
+        return self.stub_to(self.addresses[name])
+
+    def stub_to(self, address: str) -> inference_pb2_grpc.InferenceStub:
         return inference_pb2_grpc.InferenceStub(self.channel_to(address))
 
+    def call_order(self, name: str) -> tuple[str, ...]:
+        """The model's addresses in the order to try them: SERVING ones first."""
+        return self.health.order(self.replicas[name])
+
+    def watch_health(self) -> None:
+        """Start watching every worker address; call inside the serving event loop."""
+        addresses = {address for replicas in self.replicas.values() for address in replicas}
+        self.health.watch((address, self.channel_to(address)) for address in sorted(addresses))
+
     async def close(self) -> None:
+        await self.health.close()
         await asyncio.gather(*(channel.close() for channel in self._channels.values()))
 
 
@@ -201,13 +222,16 @@ async def _generate_with_retries(
 ) -> ModelOutcome:
     """Call the model's workers in turn until one streams a token or time runs out."""
     name = slot.model.name
-    replicas = len(clients.replicas[name])
+    addresses = clients.call_order(name)
+    replicas = len(addresses)
     attempts = replicas * ATTEMPTS_PER_REPLICA
     backoff = RETRY_BACKOFF_S
     attempt = 0
     while True:
+        address = addresses[attempt % replicas]
+        timeout_s = limits.call_timeout_s(slot.model)
         outcome, streamed = await _generate(
-            slot, clients, attempt, request, limits.call_timeout_s(slot.model), emit, started
+            slot, clients, address, request, timeout_s, emit, started
         )
         attempt += 1
         if not outcome.retryable or streamed or attempt == attempts:
@@ -235,16 +259,14 @@ async def _generate_with_retries(
 async def _generate(
     slot: Slot,
     clients: WorkerClients,
-    attempt: int,
+    address: str,
     request: inference_pb2.GenerateRequest,
     timeout_s: float,
     emit: EventSink,
     started: float,
 ) -> tuple[ModelOutcome, bool]:
-    """Run one call; return its outcome and whether any token was streamed."""
+    """Run one call on `address`; return its outcome and whether any token was streamed."""
     name = slot.model.name
-    replicas = clients.replicas[name]
-    address = replicas[attempt % len(replicas)]
     metadata = (("x-request-id", request.request_id),)
     result: inference_pb2.GenerationResult | None = None
     streamed = False
@@ -252,7 +274,7 @@ async def _generate(
         reason = "the cycle deadline passed before the call"
         outcome = _failed(slot, address, None, ensemble_pb2.FAILURE_KIND_DEADLINE, reason, started)
         return outcome, streamed
-    call = clients.stub(name, attempt).Generate(request, timeout=timeout_s, metadata=metadata)
+    call = clients.stub_to(address).Generate(request, timeout=timeout_s, metadata=metadata)
     try:
         async for response in call:
             if response.HasField("token"):

@@ -13,9 +13,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from quorum.v1 import ensemble_pb2, ensemble_pb2_grpc, inference_pb2
-from server.config import Config, check_model_files
+from server.config import Config, check_model_files, message_options
 from server.cycle import Cycle, CycleDependencies
-from server.fanout import CHANNEL_OPTIONS, WorkerClients
+from server.fanout import WorkerClients
 from server.market_store import MarketStore
 from server.port_file import write_port_file
 from server.result_store import ResultStore
@@ -125,7 +125,7 @@ def build_cycle(
     files = check_model_files(config)
     tokenizer_name = config.context_tokenizer_model or config.models[0].name
     tokenizer = ReferenceTokenizer(tokenizer_name, files[tokenizer_name])
-    workers = WorkerClients(addresses)
+    workers = WorkerClients(addresses, config.max_message_bytes)
     lake = Path(config.data_lake)
     deps = CycleDependencies(
         config=config,
@@ -146,7 +146,7 @@ async def serve(
 ) -> None:
     """Serve the Ensemble API until `stop` is set or SIGTERM/SIGINT arrives."""
     cycle, workers = build_cycle(config, addresses)
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    server = grpc.aio.server(options=message_options(config.max_message_bytes))
     ensemble_pb2_grpc.add_EnsembleServicer_to_server(
         EnsembleServicer(cycle, workers, config), server
     )
@@ -159,6 +159,7 @@ async def serve(
     if port == 0:
         raise OSError(f"could not bind the coordinator to {listen}")
     await server.start()
+    workers.watch_health()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     host = listen.rpartition(":")[0]

@@ -35,6 +35,7 @@ MAX_WINDOW_END_AHEAD_NS = 24 * 60 * NS_PER_MINUTE
 MAX_WINDOW_MINUTES = 1440
 MIN_CONTEXT_SIZE = 512
 MAX_BARS = 1_000_000
+MAX_REQUEST_ID_CHARS = 128
 MAX_HEADLINE_CHARS = 512
 MAX_BODY_CHARS = 20_000
 MAX_SOURCE_CHARS = 256
@@ -81,6 +82,7 @@ def validate_request(
     """
     symbol = request.symbol
     check_symbol(symbol)
+    _check_request_id(request.request_id)
     window_minutes = _check_window_minutes(request.window_minutes, config)
     _check_context_size(request.context_size, config.max_context_size)
 
@@ -121,6 +123,16 @@ def validate_request(
         order_book=order_book,
         news=news,
     )
+
+
+def _check_request_id(request_id: str) -> None:
+    """A request id goes into logs and traces: printable ASCII, at most MAX_REQUEST_ID_CHARS."""
+    if len(request_id) > MAX_REQUEST_ID_CHARS or not all(" " < c <= "~" for c in request_id):
+        raise InvalidArgument(
+            "request_id",
+            f"{request_id[:40]!r} is invalid: use at most {MAX_REQUEST_ID_CHARS} printable"
+            " ASCII characters without spaces, or leave it empty",
+        )
 
 
 def check_symbol(symbol: str) -> None:

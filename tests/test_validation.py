@@ -126,6 +126,18 @@ def test_symbol_lowercase_hint(config, store):
     assert "uppercase" in str(rejected(request(symbol="eth"), config, store))
 
 
+@pytest.mark.parametrize("request_id", ["a b", "x" * 129, "line\nbreak", "caf\u00e9"])
+def test_request_id_invalid(config, store, request_id):
+    assert rejected(request(request_id=request_id), config, store).field == "request_id"
+
+
+def test_request_id_valid(config, store):
+    validated = validate_request(
+        request(request_id="desk-7:r" + "1" * 100), config, store, now_ns=NOW_NS
+    )
+    assert validated.symbol == "BTC"
+
+
 def test_symbol_missing(config, store):
     assert rejected(request(symbol=""), config, store).field == "symbol"
 

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from quorum.v1 import inference_pb2_grpc
-from server.config import Config, ConfigError
+from server.config import DEFAULT_MAX_MESSAGE_BYTES, Config, ConfigError, message_options
 from server.model_files import ModelFileError
 from server.port_file import write_port_file
 from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
@@ -45,12 +45,13 @@ class WorkerServer:
         listen: str,
         grace_s: float = DEFAULT_GRACE_S,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.model = model
         self.listen = listen
         self.grace_s = grace_s
         self.port = 0
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(options=message_options(max_message_bytes))
         self._service = InferenceService(model, max_queue)
         self._health = health.aio.HealthServicer()
 
@@ -112,12 +113,13 @@ async def serve(
     grace_s: float = DEFAULT_GRACE_S,
     stop: asyncio.Event | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> None:
     """Serve `model` on `listen` until SIGTERM, SIGINT or `stop` is set, then drain and stop.
 
     Signal handlers are installed only when serve runs in the main thread.
     """
-    server = WorkerServer(model, listen, grace_s, max_queue)
+    server = WorkerServer(model, listen, grace_s, max_queue, max_message_bytes)
     port = await server.start()
     if port_file is not None:
         write_port_file(port_file, port)
@@ -161,6 +163,7 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
                 port_file,
                 grace_s=config.shutdown_grace_seconds,
                 max_queue=entry.max_queue,
+                max_message_bytes=config.max_message_bytes,
             )
         )
     except WorkerStartError as error:

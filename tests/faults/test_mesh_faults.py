@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from quorum.v1 import ensemble_pb2, ensemble_pb2_grpc
+from server.market_store import MarketStore
 from tests.faults.mesh_tools import (
     analyze_request,
     garbage_worker,
@@ -200,21 +201,36 @@ def test_sigterm_past_grace_cancels_and_writes_nothing(tmp_path, lake_with_bars,
     assert records == []
 
 
+def _short_history_request(lake: Path, priority: int) -> ensemble_pb2.AnalyzeRequest:
+    """A request carrying the last 300 real BTC bars, so features cost milliseconds."""
+    request = analyze_request(priority=priority)
+    end = request.window_end.ToNanoseconds()
+    bars = MarketStore(lake).read_bars("BTC", end, end - 300 * 30 * 60 * 10**9)
+    for index in range(len(bars)):
+        bar = request.bars.add(
+            open=float(bars.open[index]),
+            high=float(bars.high[index]),
+            low=float(bars.low[index]),
+            close=float(bars.close[index]),
+            volume=float(bars.volume[index]),
+        )
+        bar.time.FromNanoseconds(int(bars.time[index]))
+    return request
+
+
 def test_hundred_concurrent_calls_two_at_a_time(tmp_path, lake_with_bars, smollm2_path):
-    models = [model_entry(smollm2_path, "alpha", 1.0, max_tokens=24)]
+    models = [model_entry(smollm2_path, "alpha", 1.0)]
     with running_mesh(
-        tmp_path, lake_with_bars, models, max_concurrent_symbols=2, max_processing_time_seconds=600
+        tmp_path, lake_with_bars, models, max_concurrent_symbols=2, cycle_deadline_seconds=3600
     ) as mesh:
+        lake = Path(mesh.config.data_lake)
+        requests = [_short_history_request(lake, index % 3) for index in range(100)]
         channel, stub = _stub(mesh)
         with channel:
-            calls = [
-                stub.Analyze.future(analyze_request(priority=index % 3), timeout=900)
-                for index in range(100)
-            ]
+            calls = [stub.Analyze.future(request, timeout=3600) for request in requests]
             results = [call.result() for call in calls]
         log_lines = mesh.coordinator.log_file.read_text().splitlines()
-        records = record_files(Path(mesh.config.data_lake))
-    assert len(results) == 100
+        records = record_files(lake)
     assert len({result.request_id for result in results}) == 100
     assert len({result.record_path for result in results}) == 1
     assert len(records) == 1
@@ -231,3 +247,19 @@ def _most_running(log_lines: list[str]) -> int:
         elif " finished: " in line and "Cycle " in line:
             running -= 1
     return most
+
+
+def test_oversized_request_refused_with_sizes(tmp_path, lake_with_bars, smollm2_path):
+    models = [model_entry(smollm2_path, "alpha", 1.0)]
+    request = analyze_request()
+    for index in range(5000):
+        bar = request.bars.add(open=1.0, high=1.0, low=1.0, close=1.0, volume=1.0)
+        bar.time.FromSeconds(1_500_000_000 + index * 1800)
+    with running_mesh(tmp_path, lake_with_bars, models, max_message_bytes=131072) as mesh:
+        channel, stub = _stub(mesh)
+        with channel, pytest.raises(grpc.RpcError) as refused:
+            stub.Analyze(request, timeout=60)
+        records = record_files(Path(mesh.config.data_lake))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "131072" in refused.value.details()
+    assert records == []
