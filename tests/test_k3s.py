@@ -32,8 +32,8 @@ NAMESPACE = "finance-analysis"
 CONFIGMAP = "finance-slm-ensemble"
 CONFIG_MOUNT = "/etc/quorum"
 METRICS_PORT = 9464
-# The oldest and the newest Kubernetes minor versions still supported when kubernetes-validate
-# 1.37.0 was released; its schemas are bundled, so validation reads no network.
+# Kubernetes 1.37 (the newest schemas in kubernetes-validate 1.37.0) and 1.35, two minor
+# versions older. The schemas ship inside the package, so validation needs no network.
 KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")
 # Flags of `quorum serve` and `quorum worker` that the metrics and tracing work adds. Until
 # the parser has them they are the only arguments it may leave unparsed.
@@ -158,7 +158,7 @@ def load_configmap(data: dict[str, str], directory: Path) -> Config:
     """Write `data` as the kubelet mounts a ConfigMap and load it with the config loader.
 
     The kubelet writes the keys into a timestamped folder, links `..data` to it and links each
-    key to `..data/KEY`; the loader must read the keys and skip the bookkeeping entries.
+    key to `..data/KEY`. The loader must read the keys and skip the bookkeeping entries.
     """
     stamped = directory / "..2026_01_01_00_00_00.000000001"
     stamped.mkdir(parents=True)
