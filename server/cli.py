@@ -18,6 +18,7 @@ from server.market_store import MarketStore
 from server.parent_watch import terminate_with_parent
 
 if TYPE_CHECKING:
+    from quorum.v1 import ensemble_pb2
     from server.ingest import IngestReport
 
 log = logging.getLogger("quorum")
@@ -138,12 +139,20 @@ def _add_up(commands: argparse._SubParsersAction) -> None:
 
 def _add_analyze(commands: argparse._SubParsersAction) -> None:
     analyze = commands.add_parser("analyze", help="analyze one symbol's window")
-    analyze.add_argument("--symbol", required=True, help="symbol in the store, for example BTC")
+    symbol_choice = analyze.add_mutually_exclusive_group(required=True)
+    symbol_choice.add_argument("--symbol", help="symbol in the store, for example BTC")
+    symbol_choice.add_argument(
+        "--all-symbols",
+        action="store_true",
+        help="analyze every symbol of the configuration's `symbols` list, one after another",
+    )
     analyze.add_argument(
         "--at",
         required=True,
-        type=_parse_time,
-        help="window end, ISO 8601 (2019-06-03T12:00Z); naive times are UTC",
+        type=_parse_at,
+        help="window end, ISO 8601 (2019-06-03T12:00Z); naive times are UTC. `now` is the"
+        " last window close: the current UTC time rounded down to a multiple of the window"
+        " length since 1970-01-01T00:00Z",
     )
     analyze.add_argument(
         "--window-minutes", type=int, default=0, help="window length (default: configured)"
@@ -173,6 +182,26 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="list the models of a running coordinator")
     models.add_argument("--coordinator", help="host:port (default: coordinator_address)")
     models.set_defaults(handler=_run_models)
+
+
+def _parse_at(text: str) -> datetime | None:
+    """Parse --at. `now` gives None, which is resolved once the window length is known."""
+    if text.strip().lower() == "now":
+        return None
+    return _parse_time(text)
+
+
+def last_window_close(now: datetime, window_minutes: int) -> datetime:
+    """Return the latest window end at or before `now`.
+
+    Window ends are multiples of the window length counted from 1970-01-01T00:00Z, so a
+    60-minute window closes on every full hour and a 30-minute one on the hour and half hour.
+    """
+    if window_minutes < 1:
+        raise ValueError(f"window_minutes must be at least 1, got {window_minutes}")
+    window_s = window_minutes * 60
+    epoch_s = int(now.astimezone(UTC).timestamp())
+    return datetime.fromtimestamp(epoch_s - epoch_s % window_s, tz=UTC)
 
 
 def _parse_time(text: str) -> datetime:
@@ -320,13 +349,26 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
 def _run_analyze(args: argparse.Namespace, config: Config) -> int:
     from server import client
 
-    coordinator = args.coordinator or config.coordinator_address
-    request = client.analyze_request(
-        args.symbol, args.at, args.window_minutes, args.context_size, args.volatile
+    symbols = list(config.symbols) if args.all_symbols else [args.symbol]
+    if not symbols:
+        print(
+            "quorum analyze: --all-symbols needs a `symbols` list in the configuration",
+            file=sys.stderr,
+        )
+        return 2
+    window_end = args.at or last_window_close(
+        datetime.now(UTC), args.window_minutes or config.market_window_minutes
     )
+    requests = [
+        client.analyze_request(
+            symbol, window_end, args.window_minutes, args.context_size, args.volatile
+        )
+        for symbol in symbols
+    ]
+    coordinator = args.coordinator or config.coordinator_address
     timeout = args.timeout or None
     if coordinator:
-        return client.analyze(coordinator, request, args.json, timeout)
+        return _analyze_each(coordinator, requests, args.json, timeout)
 
     from server.mesh import LocalMesh, MeshError
 
@@ -343,9 +385,26 @@ def _run_analyze(args: argparse.Namespace, config: Config) -> int:
         print(f"quorum analyze: {error}", file=sys.stderr)
         return 1
     try:
-        return client.analyze(address, request, args.json, timeout)
+        return _analyze_each(address, requests, args.json, timeout)
     finally:
         mesh.stop()
+
+
+def _analyze_each(
+    address: str,
+    requests: list[ensemble_pb2.AnalyzeRequest],
+    as_json: bool,
+    timeout_s: float | None,
+) -> int:
+    """Run the analyses one after another and return the highest exit status among them.
+
+    A failed symbol does not stop the ones after it. With --json each symbol prints its own
+    JSON document.
+    """
+    from server import client
+
+    statuses = [client.analyze(address, request, as_json, timeout_s) for request in requests]
+    return max(statuses)
 
 
 def _run_models(args: argparse.Namespace, config: Config) -> int:

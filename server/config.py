@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from server import model_files
+from server.market_store import check_symbol
 
 LARGE_MODEL_MIN_WEIGHT = 3.0
 
@@ -125,6 +126,8 @@ class Config:
     max_concurrent_symbols: int = 2
     queue_strategy: str = "priority"
     enable_parallel_processing: bool = True
+    # Symbols that `quorum analyze --all-symbols` analyzes, in this order.
+    symbols: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
     # Cores each host gives to generation, and models on a host queue within them. An
     # unlisted loopback host gets the coordinator machine's core count. Any other unlisted
@@ -161,6 +164,7 @@ class Config:
             "data_lake",
             "shutdown_grace_seconds",
             "max_message_bytes",
+            "symbols",
         ):
             shaping.pop(key)
         for model in shaping["models"]:
@@ -228,6 +232,7 @@ _OTHER_KEYS = {
     "require_large_model_consensus",
     "host_core_budget",
     "section_budgets",
+    "symbols",
 }
 
 
@@ -310,6 +315,8 @@ def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config
         values["host_core_budget"] = _parse_core_budget(raw["host_core_budget"])
     if "section_budgets" in raw:
         values["section_budgets"] = _parse_section_budgets(raw["section_budgets"])
+    if "symbols" in raw:
+        values["symbols"] = _parse_symbols(raw["symbols"])
 
     models = _parse_models(raw, base_dir)
     config = Config(models=models, **values)
@@ -493,6 +500,29 @@ def _parse_section_budgets(value: Any) -> dict[str, tuple[int, int]]:
             raise ConfigError(f"section_budgets.{name}: priority >= 1 and tokens >= 0 required")
         budgets[name] = (priority, tokens)
     return budgets
+
+
+def _parse_symbols(value: Any) -> tuple[str, ...]:
+    """Read the symbol list: a YAML list, or its text as a ConfigMap stores it."""
+    if isinstance(value, str):
+        value = yaml.safe_load(value)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"symbols must be a list such as [BTC, ETH], got {value!r}")
+    symbols = []
+    for index, symbol in enumerate(value):
+        if not isinstance(symbol, str):
+            raise ConfigError(f"symbols[{index}] must be a string, got {symbol!r}")
+        try:
+            check_symbol(symbol)
+        except ValueError as error:
+            raise ConfigError(f"symbols[{index}]: {error}") from None
+        symbols.append(symbol)
+    repeated = sorted({symbol for symbol in symbols if symbols.count(symbol) > 1})
+    if repeated:
+        raise ConfigError(f"symbols must be unique, repeated: {', '.join(repeated)}")
+    return tuple(symbols)
 
 
 def _as_int(key: str, value: Any) -> int:
