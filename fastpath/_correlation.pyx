@@ -46,6 +46,9 @@ cdef inline double _ratio(double cross, double a_squares, double b_squares) noex
 
 
 cdef struct Moments:
+    # Means are of the values minus the reference levels, the first pair of the window at the
+    # last two-pass recompute, so that a level of 1e9 does not round the means at 1e-7.
+    double a_reference, b_reference
     double a_mean, b_mean, a_squares, b_squares, cross, drift
 
 
@@ -54,8 +57,13 @@ cdef inline void _slide(
 ) noexcept nogil:
     """Replace the pair (a_out, b_out) by (a_in, b_in) in a full window (Welford's update)."""
     cdef double a_previous = m.a_mean, b_previous = m.b_mean
-    cdef double da = a_in - a_out, db = b_in - b_out
-    cdef double a_term, b_term, cross_term
+    cdef double da, db, a_term, b_term, cross_term
+    a_in -= m.a_reference
+    a_out -= m.a_reference
+    b_in -= m.b_reference
+    b_out -= m.b_reference
+    da = a_in - a_out
+    db = b_in - b_out
     m.a_mean += da / window
     m.b_mean += db / window
     a_term = da * ((a_in - m.a_mean) + (a_out - a_previous))
@@ -68,9 +76,11 @@ cdef inline void _slide(
     m.a_squares += a_term
     m.b_squares += b_term
     m.cross += cross_term
+    # Rounding of each term, of each sum, and of each mean (which every later term inherits).
     m.drift += EPSILON * (
         fabs(a_term) + fabs(b_term) + 2.0 * fabs(cross_term)
         + fabs(m.a_squares) + fabs(m.b_squares) + fabs(m.cross)
+        + 4.0 * (fabs(m.a_mean) * fabs(da) + fabs(m.b_mean) * fabs(db))
     )
 
 
@@ -78,17 +88,19 @@ cdef void _exact(Moments* m, const double* a, const double* b, Py_ssize_t length
     """Two-pass means, sums of squares and co-moment of a[:length] and b[:length]."""
     cdef Py_ssize_t j
     cdef double a_total = 0.0, b_total = 0.0, da, db
+    m.a_reference = a[0]
+    m.b_reference = b[0]
     for j in range(length):
-        a_total += a[j]
-        b_total += b[j]
+        a_total += a[j] - m.a_reference
+        b_total += b[j] - m.b_reference
     m.a_mean = a_total / length
     m.b_mean = b_total / length
     m.a_squares = 0.0
     m.b_squares = 0.0
     m.cross = 0.0
     for j in range(length):
-        da = a[j] - m.a_mean
-        db = b[j] - m.b_mean
+        da = a[j] - m.a_reference - m.a_mean
+        db = b[j] - m.b_reference - m.b_mean
         m.a_squares += da * da
         m.b_squares += db * db
         m.cross += da * db
