@@ -59,8 +59,8 @@ def extended_btc_bars(count: int) -> Bars:
 
     The BTC log returns are repeated end to end and chained from the first close, and each
     bar keeps its open, high and low as ratios to its own close and its volume. The result is
-    a continuous price path with real bar shapes; the second series for correlations is the
-    same returns shifted by one bar plus half of them reversed in time.
+    a continuous price path with real bar shapes. The second series, for correlations, is the
+    returns shifted by one bar plus half of the returns reversed in time.
     """
     import pyarrow.csv as pa_csv
 
@@ -101,7 +101,7 @@ def median_seconds(call: Callable[[], object], repeat: int) -> float:
 
 
 # --- the registry --------------------------------------------------------------------------------
-# One entry per case. A new indicator is one IndicatorCase line; a fused call is one FusedCase.
+# One entry per case: a new indicator is one IndicatorCase, a fused call one FusedCase.
 
 Reference = Callable[[ModuleType, Bars], object]
 
@@ -143,7 +143,9 @@ WINDOW_SUM_NOTE = (
 
 INDICATORS: list[IndicatorCase] = [
     IndicatorCase(
-        "sma(30)", lambda b: indicators.sma(b.close, 30), lambda ta, b: ta.SMA(b.close, 30),
+        "sma(30)",
+        lambda b: indicators.sma(b.close, 30),
+        lambda ta, b: ta.SMA(b.close, 30),
         WINDOW_SUM_NOTE,
     ),
     IndicatorCase(
@@ -253,8 +255,15 @@ def time_takt(takt_dir: Path, bar_count: int, repeat: int) -> dict | None:
     if not (takt_dir / "talib").is_dir():
         return None
     command = [
-        sys.executable, __file__, "--takt-worker", "--takt-dir", str(takt_dir),
-        "--bars", str(bar_count), "--repeat", str(repeat),
+        sys.executable,
+        __file__,
+        "--takt-worker",
+        "--takt-dir",
+        str(takt_dir),
+        "--bars",
+        str(bar_count),
+        "--repeat",
+        str(repeat),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -303,8 +312,14 @@ def time_consensus(repeat: int, calls: int = 20000) -> tuple[float, float]:
     def many_kernel() -> None:
         for _ in range(calls):
             _consensus.weighted_consensus(
-                CONSENSUS_WEIGHTS, CONSENSUS_CONFIDENCES, directions, answered,
-                consensus.LARGE_MIN_WEIGHT, consensus.TIE_TOLERANCE, final_weights, influences,
+                CONSENSUS_WEIGHTS,
+                CONSENSUS_CONFIDENCES,
+                directions,
+                answered,
+                consensus.LARGE_MIN_WEIGHT,
+                consensus.TIE_TOLERANCE,
+                final_weights,
+                influences,
             )
 
     return (
@@ -318,9 +333,7 @@ def numpy_scan(series: np.ndarray, window: int) -> np.ndarray:
     windows = sliding_window_view(series[:-window], window)
     query = series[-window:]
     z_query = (query - query.mean()) / query.std()
-    z_windows = (windows - windows.mean(axis=1, keepdims=True)) / windows.std(
-        axis=1, keepdims=True
-    )
+    z_windows = (windows - windows.mean(axis=1, keepdims=True)) / windows.std(axis=1, keepdims=True)
     return np.sqrt(((z_windows - z_query) ** 2).sum(axis=1))
 
 
@@ -371,7 +384,9 @@ def version_lines(takt: dict | None) -> list[str]:
 
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     takt_line = (
         f"- ta-lib-takt {takt['version']} (imported from {takt['module']})"
@@ -380,16 +395,20 @@ def version_lines(takt: dict | None) -> list[str]:
     )
     return [
         f"- Python {platform.python_version()}, numpy {np.__version__}",
-        f"- ta-lib {importlib.metadata.version('ta-lib')} (TA-Lib C {talib.__ta_version__.decode().split()[0]})",
+        f"- ta-lib {importlib.metadata.version('ta-lib')}"
+        f" (TA-Lib C {talib.__ta_version__.decode().split()[0]})",
         takt_line,
         f"- quorum commit {commit or 'unknown'}",
     ]
 
 
-def indicator_table(fast: dict[str, float], official: dict[str, float], takt: dict | None) -> list[str]:
+def indicator_table(
+    fast: dict[str, float], official: dict[str, float], takt: dict | None
+) -> list[str]:
     takt_medians = takt["medians"] if takt else {}
     lines = [
-        "| case | fastpath ms | TA-Lib ms | ta-lib-takt ms | vs TA-Lib | vs takt | goal: <= 1.0x TA-Lib |",
+        "| case | fastpath ms | TA-Lib ms | ta-lib-takt ms | vs TA-Lib | vs takt"
+        " | goal: <= 1.0x TA-Lib |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     missed = []
@@ -409,15 +428,14 @@ def indicator_table(fast: dict[str, float], official: dict[str, float], takt: di
     return lines + ([""] + missed if missed else [])
 
 
-def report(args: argparse.Namespace, results: dict) -> str:
-    bars = args.bars
-    lines = [
+def header_lines(args: argparse.Namespace, results: dict) -> list[str]:
+    return [
         "# Benchmarks",
         "",
         "Written by `bench/indicators.py`; do not edit by hand. Repeat with:",
         "",
         "```sh",
-        f"make bench  # runs: python bench/indicators.py --bars {bars} --repeat {args.repeat}",
+        f"make bench  # runs: python bench/indicators.py --bars {args.bars} --repeat {args.repeat}",
         "```",
         "",
         f"Date: {results['date']}",
@@ -429,19 +447,16 @@ def report(args: argparse.Namespace, results: dict) -> str:
         "",
         "## Data",
         "",
-        f"{bars:,} bars: the bundled BTC 30-minute bars (35,019, 2017-10 to 2019-10), their"
-        " log returns repeated end to end and chained from the first close, each bar keeping its"
-        " open, high and low as ratios to its close. Every time is the median of"
-        f" {args.repeat} runs after one warm-up run, in one process, on an otherwise shared"
-        " machine.",
-        "",
-        "## Indicators against TA-Lib and ta-lib-takt",
-        "",
-        *indicator_table(results["fast"], results["official"], results["takt"]),
-        "",
-        "## Fused indicators",
-        "",
+        f"{args.bars:,} bars: the bundled BTC 30-minute bars (35,019, 2017-10 to 2019-10). Their"
+        " log returns are repeated end to end and chained from the first close, and each bar"
+        " keeps its open, high and low as ratios to its close. Every time is the median of"
+        f" {args.repeat} runs after one warm-up run, in one process, on a machine that other"
+        " work may share.",
     ]
+
+
+def fused_lines(results: dict) -> list[str]:
+    lines = ["## Fused indicators", ""]
     if not FUSED:
         lines.append(
             "Not measured: `indicators.core` (RSI + MACD + Bollinger + EMA + ATR in one call) is"
@@ -450,11 +465,14 @@ def report(args: argparse.Namespace, results: dict) -> str:
     for fused in FUSED:
         ratio = results["fast"][fused.name] / results["official"][fused.name]
         lines.append(f"- {fused.name}: {goal_cell(ratio, GOAL_FUSED_RATIO, 'x')}. {fused.note}")
-    lines += [
-        "",
+    return lines
+
+
+def stream_lines(results: dict) -> list[str]:
+    lines = [
         "## Streaming updates, one call per bar from Python",
         "",
-        "Per-call time of `update` in a Python `for` loop over the bars, loop included; the bare"
+        "Per-call time of `update` in a Python `for` loop over the bars, loop included. The bare"
         " loop over the same rows is shown for scale.",
         "",
         "| case | per call us | bare loop us | goal: < 1 us |",
@@ -465,9 +483,12 @@ def report(args: argparse.Namespace, results: dict) -> str:
             f"| {row['name']} | {row['per_call_us']:.3f} | {row['loop_us']:.3f} |"
             f" {goal_cell(row['per_call_us'], GOAL_STREAM_US, ' us')} |"
         )
+    return lines
+
+
+def consensus_lines(results: dict) -> list[str]:
     consensus_us, kernel_us = results["consensus_us"]
-    lines += [
-        "",
+    lines = [
         "## Consensus",
         "",
         "| call | per call us | goal: < 20 us |",
@@ -475,33 +496,53 @@ def report(args: argparse.Namespace, results: dict) -> str:
         f"| `consensus.weighted_consensus`, 7 models, from Python | {consensus_us:.2f} |"
         f" {goal_cell(consensus_us, GOAL_CONSENSUS_US, ' us')} |",
         f"| its Cython kernel alone, on checked arrays | {kernel_us:.2f} | |",
-        "",
     ]
     if consensus_us > GOAL_CONSENSUS_US:
         lines += [
-            f"The kernel takes {kernel_us / consensus_us:.0%} of the call; the rest is the"
-            " Python boundary: converting four sequences to arrays, checking them, and building"
-            " the result object.",
             "",
+            f"The kernel takes {kernel_us / consensus_us:.0%} of the call. The rest is the"
+            " Python boundary: it converts four sequences to arrays, checks them, and builds"
+            " the result object.",
         ]
-    lines += [
+    return lines
+
+
+def pattern_lines(args: argparse.Namespace, results: dict) -> list[str]:
+    scan_bars = results["scan_bars"]
+    lines = [
         "## Pattern search",
         "",
         f"`patterns.top_matches(close, window, k={PATTERN_K}, horizon={PATTERN_HORIZON})` on"
-        f" {bars:,} bars against a plain numpy O(n * window) scan of the distances alone on"
-        f" {results['scan_bars']:,} bars; the ratio compares time per bar.",
+        f" {args.bars:,} bars, against a plain numpy O(n * window) scan of the distances alone"
+        f" on {scan_bars:,} bars. The ratio compares time per bar.",
         "",
         "| window | fastpath s | numpy scan s | scan bars | per-bar ratio | goal: < 1 s |",
         "|---:|---:|---:|---:|---:|---|",
     ]
     for row in results["patterns"]:
-        per_bar = (row["fast_s"] / bars) / (row["scan_s"] / results["scan_bars"])
+        per_bar = (row["fast_s"] / args.bars) / (row["scan_s"] / scan_bars)
         lines.append(
-            f"| {row['window']} | {row['fast_s']:.3f} | {row['scan_s']:.3f} |"
-            f" {results['scan_bars']:,} | {per_bar:.3f}x |"
+            f"| {row['window']} | {row['fast_s']:.4g} | {row['scan_s']:.4g} |"
+            f" {scan_bars:,} | {per_bar:.3f}x |"
             f" {goal_cell(row['fast_s'], GOAL_PATTERN_S, ' s')} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def report(args: argparse.Namespace, results: dict) -> str:
+    sections = [
+        header_lines(args, results),
+        [
+            "## Indicators against TA-Lib and ta-lib-takt",
+            "",
+            *indicator_table(results["fast"], results["official"], results["takt"]),
+        ],
+        fused_lines(results),
+        stream_lines(results),
+        consensus_lines(results),
+        pattern_lines(args, results),
+    ]
+    return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
 
 def measure(args: argparse.Namespace) -> dict:

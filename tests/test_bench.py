@@ -19,8 +19,16 @@ def run_bench(*args: str) -> subprocess.CompletedProcess:
 def test_bench_writes_report(tmp_path):
     output = tmp_path / "BENCHMARKS.md"
     result = run_bench(
-        "--bars", "2000", "--repeat", "1", "--scan-bars", "1000",
-        "--takt-dir", str(tmp_path / "no-takt"), "--output", str(output),
+        "--bars",
+        "2000",
+        "--repeat",
+        "1",
+        "--scan-bars",
+        "1000",
+        "--takt-dir",
+        str(tmp_path / "no-takt"),
+        "--output",
+        str(output),
     )
     assert result.returncode == 0, result.stderr
     text = output.read_text()
@@ -31,7 +39,7 @@ def test_bench_writes_report(tmp_path):
 
 
 def test_takt_worker_rejects_official_talib(tmp_path):
-    # A folder without ta-lib-takt: the child imports the official talib and must refuse it.
+    # A folder without ta-lib-takt: the child imports the official talib and must reject it.
     result = run_bench("--takt-worker", "--takt-dir", str(tmp_path), "--bars", "100")
     assert result.returncode != 0
     assert "not from ta-lib-takt" in result.stderr

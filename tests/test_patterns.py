@@ -26,8 +26,8 @@ def btc_close() -> np.ndarray:
 def reference_distances(series: np.ndarray, window: int, horizon: int) -> np.ndarray:
     """Z-normalized distance of every candidate by a plain O(n * window) numpy scan.
 
-    NaN where the window or the forward return is not finite; the flat-window convention
-    (0 between two flat windows, sqrt(window) between a flat and a moving one).
+    A candidate is NaN where its window or forward return is not finite. Flat windows follow
+    the convention: 0 between two flat windows, sqrt(window) between a flat and a moving one.
     """
     candidates = len(series) - 2 * window - horizon + 1
     query = series[-window:]
@@ -68,9 +68,9 @@ def check_against_reference(
 ) -> None:
     """Assert the search returns a greedy top-k of the reference distances.
 
-    Windows that are shifted or scaled copies of each other have equal distances up to the
-    last bits, so the check allows a pick whose reference distance is within the tolerance
-    of the best one still allowed, instead of demanding the reference's exact order.
+    Windows that are shifted or scaled copies of each other have distances equal up to the
+    last bits. So the check accepts a pick whose reference distance is within the tolerance
+    of the best one still allowed, instead of the reference's exact order.
     """
     starts, distances, forward = patterns.top_matches(series, window, k, horizon, exclusion)
     expected = reference_distances(series, window, horizon)

@@ -152,7 +152,9 @@ def test_realized_stream_equals_batch(btc):
 def test_parkinson_stream_equals_batch(btc):
     bars = with_gaps(btc, 3000)
     stream = volatility.Parkinson(24)
-    streamed = np.array([stream.update(h, lo) for h, lo in zip(bars["high"], bars["low"])])
+    streamed = np.array(
+        [stream.update(h, lo) for h, lo in zip(bars["high"], bars["low"], strict=True)]
+    )
     np.testing.assert_array_equal(streamed, volatility.parkinson(bars["high"], bars["low"], 24))
 
 
