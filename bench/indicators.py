@@ -383,7 +383,7 @@ def version_lines(takt: dict | None) -> list[str]:
     import talib
 
     commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
         capture_output=True,
         text=True,
         check=False,
