@@ -12,7 +12,7 @@ AT ?= 2019-06-03T12:00Z
 # laptop-class CPU takes a minute or two; drop DEMO_CONTEXT to use the configured size.
 DEMO_CONTEXT ?= 4000
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean bench
 
 setup: $(STAMP)
 
@@ -40,3 +40,15 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so proto/quorum/v1/*_pb2*.py*
+
+# ta-lib-takt installs the module name `talib` like the official ta-lib, so it gets a folder of
+# its own, which bench/indicators.py puts first on sys.path in a child process.
+TAKT_DIR := build/bench-takt
+TAKT_VERSION := 0.8.2
+
+$(TAKT_DIR)/.installed:
+	$(BIN)/python -m pip install --quiet --no-deps --target $(TAKT_DIR) "ta-lib-takt==$(TAKT_VERSION)"
+	touch $@
+
+bench: setup $(TAKT_DIR)/.installed
+	$(BIN)/python bench/indicators.py --takt-dir $(TAKT_DIR) --output BENCHMARKS.md

@@ -19,7 +19,8 @@ def rolling_correlation(a: np.ndarray, b: np.ndarray, window: int) -> np.ndarray
     """Return the Pearson correlation of a and b over the `window` values ending at each index.
 
     NaN during warm-up (before index window - 1), for windows that contain a non-finite value,
-    and where either side is constant. Raises ValueError unless window >= 2.
+    and where either side is constant. O(n) in the length, whatever the window.
+    Raises ValueError unless window >= 2.
     """
     a_values = _checks.series("a", a)
     b_values = _checks.series("b", b)
@@ -36,7 +37,8 @@ def lead_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
     Returns (lag, corr) with the largest |corr|, so a positive lag means a leads b by that
     many bars. Each lag uses the pairs where both values exist and are finite, and needs at
     least MIN_PAIRS of them. A tie in |corr| keeps the shorter lag, and between -k and k
-    the negative one. Returns (0, NaN) when no lag has a correlation.
+    the negative one. Returns (0, NaN) when no lag has a correlation. The cost is
+    O(len(a) * (2 * max_lag + 1)): one pass per lag.
     """
     a_values = _checks.series("a", a)
     b_values = _checks.series("b", b)
@@ -44,7 +46,6 @@ def lead_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
     lags = _checks.integer("max_lag", max_lag, 0)
     if len(a_values) == 0:
         return 0, float("nan")
-    a_scratch = np.empty_like(a_values)
-    b_scratch = np.empty_like(b_values)
-    lag, corr = _correlation.lead_lag(a_values, b_values, lags, MIN_PAIRS, a_scratch, b_scratch)
+    # Lags past the length have no pairs, so a larger max_lag finds the same.
+    lag, corr = _correlation.lead_lag(a_values, b_values, min(lags, len(a_values)), MIN_PAIRS)
     return int(lag), float(corr)

@@ -30,6 +30,10 @@ def top_matches(
       trivial-match zone), so two matches share at most window - exclusion - 1 bars. Pass
       window - 1 for matches that share no bar.
 
+    Distances of all candidates come from FFT sliding dot products (MASS), O(n log n) in the
+    history length n. The candidates near the top are then recomputed term by term, so the
+    returned matches and distances are those of the direct O(n * window) computation.
+
     Raises ValueError unless window >= 2, k >= 1, horizon >= 1 and exclusion >= 0.
     """
     values = _checks.series("series", series)
@@ -37,19 +41,5 @@ def top_matches(
     count = _checks.integer("k", k, 1)
     ahead = _checks.integer("horizon", horizon, 1)
     zone = length // 2 if exclusion is None else _checks.integer("exclusion", exclusion, 0)
-
-    candidates = max(0, len(values) - 2 * length - ahead + 1)
-    if len(values) < length or candidates == 0:
-        return _empty()
-    distances = np.empty(candidates, dtype=np.float64)
-    forward_returns = np.empty(candidates, dtype=np.float64)
-    if not _patterns.distances(values, length, ahead, distances, forward_returns):
-        return _empty()
-    chosen = np.empty(count, dtype=np.int64)
-    found = _patterns.select(distances, count, zone, chosen)
-    starts = chosen[:found].copy()
-    return starts, distances[starts], forward_returns[starts]
-
-
-def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64), np.empty(0, np.float64)
+    # Starts are never more than len(values) apart, so a larger zone excludes the same.
+    return _patterns.search(values, length, count, ahead, min(zone, len(values)))
