@@ -17,7 +17,6 @@ from fastpath._indicators_state cimport (
     MacdState,
     ObvState,
     RsiState,
-    SlidingMax,
     StochasticState,
     VwapState,
     WindowSum,
@@ -35,7 +34,7 @@ from fastpath._indicators_state cimport (
     obv_update,
     rsi_new,
     rsi_update,
-    sliding_max_new,
+    stochastic_new,
     stochastic_update,
     vwap_new,
     vwap_update,
@@ -248,7 +247,6 @@ def stochastic(
 ):
     cdef Py_ssize_t n = close.shape[0]
     cdef StochasticState state
-    # One block holds the four rings: highs, -lows, fast %K window, slow %K window.
     cdef double* rings
     cdef long long* sequences
     if n == 0:
@@ -258,12 +256,7 @@ def stochastic(
     if sequences == NULL:
         free(rings)
         raise MemoryError()
-    state.fastk_period = fastk
-    state.count = 0
-    state.highest = sliding_max_new(fastk, rings, sequences)
-    state.lowest = sliding_max_new(fastk, rings + fastk, sequences + fastk)
-    state.slowk = window_sum_new(slowk, rings + 2 * fastk)
-    state.slowd = window_sum_new(slowd, rings + 2 * fastk + slowk)
+    state = stochastic_new(fastk, slowk, slowd, rings, sequences)
     with nogil:
         _stochastic_loop(&high[0], &low[0], &close[0], &slowk_out[0], &slowd_out[0], n, state)
     free(sequences)

@@ -514,6 +514,21 @@ cdef struct StochasticState:
     WindowSum slowd
 
 
+cdef inline StochasticState stochastic_new(
+    Py_ssize_t fastk, Py_ssize_t slowk, Py_ssize_t slowd, double* rings, long long* sequences
+) noexcept nogil:
+    # `rings` holds 2 * fastk + slowk + slowd doubles: highs, -lows, the fast %K window and
+    # the slow %K window. `sequences` holds 2 * fastk entries.
+    cdef StochasticState state
+    state.fastk_period = fastk
+    state.count = 0
+    state.highest = sliding_max_new(fastk, rings, sequences)
+    state.lowest = sliding_max_new(fastk, rings + fastk, sequences + fastk)
+    state.slowk = window_sum_new(slowk, rings + 2 * fastk)
+    state.slowd = window_sum_new(slowd, rings + 2 * fastk + slowk)
+    return state
+
+
 cdef inline void stochastic_update(
     StochasticState* s, double high, double low, double close, double* slowk, double* slowd
 ) noexcept nogil:

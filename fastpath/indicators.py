@@ -26,6 +26,47 @@ import numpy as np
 
 import fastpath._indicators as _indicators
 from fastpath import _checks
+from fastpath._indicators_stream import (
+    ADX,
+    ATR,
+    EMA,
+    MACD,
+    OBV,
+    RSI,
+    SMA,
+    VWAP,
+    Bollinger,
+    Stochastic,
+)
+
+__all__ = [
+    "ADX",
+    "ATR",
+    "EMA",
+    "MACD",
+    "OBV",
+    "RSI",
+    "SMA",
+    "VWAP",
+    "Bollinger",
+    "CoreIndicators",
+    "Stochastic",
+    "adx",
+    "atr",
+    "bollinger",
+    "core",
+    "directional_movement",
+    "ema",
+    "macd",
+    "minus_di",
+    "obv",
+    "plus_di",
+    "rsi",
+    "sma",
+    "stochastic",
+    "utc_sessions",
+    "vwap",
+]
 
 NS_PER_HOUR = 3_600_000_000_000
 NS_PER_DAY = 24 * NS_PER_HOUR
