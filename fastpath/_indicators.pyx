@@ -326,3 +326,108 @@ def vwap(
         return
     with nogil:
         _vwap_loop(&high[0], &low[0], &close[0], &volume[0], &session[0], &out[0], n)
+
+
+# --- fused core indicators ---------------------------------------------------------------------
+
+# Number of EMA periods the fused loop updates; the caller computes any further ones apart.
+FUSED_EMAS = 3
+
+
+cdef void _core_loop(
+    const double* high,
+    const double* low,
+    const double* close,
+    Py_ssize_t n,
+    RsiState rsi_state,
+    MacdState macd_state,
+    BandState band_state,
+    AtrState atr_state,
+    EmaState ema_first,
+    EmaState ema_second,
+    EmaState ema_third,
+    Py_ssize_t ema_count,
+    double* rsi_out,
+    double* macd_out,
+    double* signal_out,
+    double* hist_out,
+    double* upper,
+    double* middle,
+    double* lower,
+    double* atr_out,
+    double* ema_first_out,
+    double* ema_second_out,
+    double* ema_third_out,
+) noexcept nogil:
+    # Every state lives in this frame, so the compiler keeps them in registers and the
+    # independent dependency chains of the indicators overlap within each bar.
+    cdef Py_ssize_t i
+    cdef double x
+    for i in range(n):
+        x = close[i]
+        rsi_out[i] = rsi_update(&rsi_state, x)
+        macd_update(&macd_state, x, &macd_out[i], &signal_out[i], &hist_out[i])
+        band_update(&band_state, x, &upper[i], &middle[i], &lower[i])
+        atr_out[i] = atr_update(&atr_state, high[i], low[i], x)
+        if ema_count > 0:
+            ema_first_out[i] = ema_update(&ema_first, x)
+        if ema_count > 1:
+            ema_second_out[i] = ema_update(&ema_second, x)
+        if ema_count > 2:
+            ema_third_out[i] = ema_update(&ema_third, x)
+
+
+def core(
+    const double[::1] high,
+    const double[::1] low,
+    const double[::1] close,
+    Py_ssize_t rsi_period,
+    Py_ssize_t fast,
+    Py_ssize_t slow,
+    Py_ssize_t signal,
+    Py_ssize_t bb_period,
+    double bb_nbdev,
+    Py_ssize_t atr_period,
+    tuple ema_periods,
+    double[::1] rsi_out,
+    double[::1] macd_out,
+    double[::1] signal_out,
+    double[::1] hist_out,
+    double[::1] upper,
+    double[::1] middle,
+    double[::1] lower,
+    double[::1] atr_out,
+    *ema_out,
+):
+    """Run the fused loop; ema_out has one array per entry of ema_periods (at most 3)."""
+    cdef Py_ssize_t n = close.shape[0]
+    cdef Py_ssize_t ema_count = len(ema_periods)
+    cdef EmaState emas[3]
+    cdef double* ema_rows[3]
+    cdef double* ring
+    cdef Py_ssize_t j
+    cdef double[::1] row
+    if n == 0:
+        return
+    for j in range(FUSED_EMAS):
+        if j < ema_count:
+            emas[j] = ema_new(ema_periods[j])
+            row = ema_out[j]
+            ema_rows[j] = &row[0]
+        else:
+            emas[j] = ema_new(1)
+            ema_rows[j] = NULL
+    ring = _allocate(bb_period)
+    with nogil:
+        _core_loop(
+            &high[0], &low[0], &close[0], n,
+            rsi_new(rsi_period),
+            macd_new(fast, slow, signal),
+            band_new(bb_period, bb_nbdev, ring),
+            atr_new(atr_period),
+            emas[0], emas[1], emas[2], ema_count,
+            &rsi_out[0], &macd_out[0], &signal_out[0], &hist_out[0],
+            &upper[0], &middle[0], &lower[0], &atr_out[0],
+            ema_rows[0], ema_rows[1], ema_rows[2],
+        )
+    free(ring)

@@ -59,7 +59,7 @@ cdef class SMA:
     cdef double* _ring
     cdef readonly Py_ssize_t period
 
-    def __cinit__(self, period: int):
+    def __cinit__(self, period):
         self.period = _checks.integer("period", period, 1)
         self._ring = <double*>_allocate(self.period * sizeof(double))
         self._state = window_sum_new(self.period, self._ring)
@@ -78,7 +78,7 @@ cdef class EMA:
     cdef EmaState _state
     cdef readonly Py_ssize_t period
 
-    def __cinit__(self, period: int):
+    def __cinit__(self, period):
         self.period = _checks.integer("period", period, 1)
         self._state = ema_new(self.period)
 
@@ -93,7 +93,7 @@ cdef class RSI:
     cdef RsiState _state
     cdef readonly Py_ssize_t period
 
-    def __cinit__(self, period: int = 14):
+    def __cinit__(self, period=14):
         self.period = _checks.integer("period", period, 1)
         self._state = rsi_new(self.period)
 
@@ -108,7 +108,7 @@ cdef class MACD:
     cdef MacdState _state
     cdef readonly Py_ssize_t fast, slow, signal
 
-    def __cinit__(self, fast: int = 12, slow: int = 26, signal: int = 9):
+    def __cinit__(self, fast=12, slow=26, signal=9):
         self.fast = _checks.integer("fast", fast, 1)
         self.slow = _checks.integer("slow", slow, 1)
         self.signal = _checks.integer("signal", signal, 1)
@@ -133,7 +133,7 @@ cdef class Bollinger:
     cdef readonly Py_ssize_t period
     cdef readonly double nbdev
 
-    def __cinit__(self, period: int = 20, nbdev: float = 2.0):
+    def __cinit__(self, period=20, nbdev=2.0):
         self.period = _checks.integer("period", period, 1)
         self.nbdev = _checks.number("nbdev", nbdev, 0.0)
         self._ring = <double*>_allocate(self.period * sizeof(double))
@@ -155,7 +155,7 @@ cdef class ATR:
     cdef AtrState _state
     cdef readonly Py_ssize_t period
 
-    def __cinit__(self, period: int = 14):
+    def __cinit__(self, period=14):
         self.period = _checks.integer("period", period, 1)
         self._state = atr_new(self.period)
 
@@ -200,7 +200,7 @@ cdef class Stochastic:
     cdef long long* _sequences
     cdef readonly Py_ssize_t fastk, slowk, slowd
 
-    def __cinit__(self, fastk: int = 5, slowk: int = 3, slowd: int = 3):
+    def __cinit__(self, fastk=5, slowk=3, slowd=3):
         self.fastk = _checks.integer("fastk", fastk, 1)
         self.slowk = _checks.integer("slowk", slowk, 1)
         self.slowd = _checks.integer("slowd", slowd, 1)
@@ -229,7 +229,7 @@ cdef class ADX:
     cdef AdxState _state
     cdef readonly Py_ssize_t period
 
-    def __cinit__(self, period: int = 14):
+    def __cinit__(self, period=14):
         self.period = _checks.integer("period", period, 2)
         self._state = adx_new(self.period)
 

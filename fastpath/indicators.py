@@ -22,6 +22,9 @@ A period longer than the data is allowed and gives an all-NaN output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import numpy as np
 
 import fastpath._indicators as _indicators
@@ -278,3 +281,82 @@ def _bars(
     close_values = _checks.series("close", close)
     _checks.same_length(high=high_values, low=low_values, close=close_values)
     return high_values, low_values, close_values
+
+
+@dataclass(frozen=True)
+class CoreIndicators:
+    """The indicators the feature pipeline reads, each equal to its own function's output."""
+
+    rsi: np.ndarray
+    macd: np.ndarray
+    macd_signal: np.ndarray
+    macd_hist: np.ndarray
+    bb_upper: np.ndarray
+    bb_middle: np.ndarray
+    bb_lower: np.ndarray
+    ema: Mapping[int, np.ndarray]  # period -> EMA, in the order of ema_periods
+    atr: np.ndarray
+
+
+def core(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    *,
+    rsi_period: int = 14,
+    macd: tuple[int, int, int] = (12, 26, 9),
+    bb_period: int = 20,
+    bb_nbdev: float = 2.0,
+    ema_periods: tuple[int, ...] = (12, 26, 50),
+    atr_period: int = 14,
+) -> CoreIndicators:
+    """Compute RSI, MACD, Bollinger bands, EMAs and ATR in one pass over the bars.
+
+    Each array equals, bit for bit, what rsi, macd, bollinger, ema and atr return for the
+    same arguments, because the fused loop makes the same update calls. The first three
+    distinct EMA periods share the pass; any further ones take a pass each.
+    """
+    high_values, low_values, close_values = _bars(high, low, close)
+    rsi_window = _checks.integer("rsi_period", rsi_period, 1)
+    fast, slow, signal = _macd_periods(macd)
+    bb_window = _checks.integer("bb_period", bb_period, 1)
+    deviations = _checks.number("bb_nbdev", bb_nbdev, 0.0)
+    atr_window = _checks.integer("atr_period", atr_period, 1)
+    periods = tuple(
+        dict.fromkeys(_checks.integer("ema_periods", period, 1) for period in ema_periods)
+    )
+    fused = periods[: _indicators.FUSED_EMAS]
+    # One array per output rather than one 2-D block: the allocator can reuse freed arrays of
+    # this size, where a block of several tens of MB is a fresh mapping on every call.
+    lines = [np.empty_like(close_values) for _ in range(8)]
+    ema_lines = [np.empty_like(close_values) for _ in fused]
+    _indicators.core(
+        high_values,
+        low_values,
+        close_values,
+        rsi_window,
+        fast,
+        slow,
+        signal,
+        bb_window,
+        deviations,
+        atr_window,
+        fused,
+        *lines,
+        *ema_lines,
+    )
+    emas = dict(zip(fused, ema_lines, strict=True))
+    for period in periods[len(fused) :]:
+        emas[period] = ema(close_values, period)
+    return CoreIndicators(*lines[:7], ema=emas, atr=lines[7])
+
+
+def _macd_periods(periods: tuple[int, int, int]) -> tuple[int, int, int]:
+    if not isinstance(periods, tuple | list) or len(periods) != 3:
+        raise ValueError(f"macd must be (fast, slow, signal), got {periods!r}")
+    fast = _checks.integer("macd fast", periods[0], 1)
+    slow = _checks.integer("macd slow", periods[1], 1)
+    signal = _checks.integer("macd signal", periods[2], 1)
+    if fast >= slow:
+        raise ValueError(f"macd fast must be below slow, got fast {fast} and slow {slow}")
+    return fast, slow, signal
