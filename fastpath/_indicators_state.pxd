@@ -505,11 +505,73 @@ cdef inline double sliding_max_push(SlidingMax* s, double x) noexcept nogil:
 
 # --- stochastic oscillator ---------------------------------------------------------------------
 
-cdef struct StochasticState:
-    Py_ssize_t fastk_period
-    Py_ssize_t count  # finite bars since the last gap, at most fastk_period
-    SlidingMax highest
+# Windows up to this length are scanned on every bar: a branch-free pass over a few values
+# is faster than a deque, whose pops depend on the data. Longer windows use the deques.
+cdef enum:
+    RANGE_SCAN_LIMIT = 16
+
+
+cdef struct RangeWindow:
+    Py_ssize_t capacity
+    Py_ssize_t count  # inputs since the last clear, at most capacity
+    Py_ssize_t position
+    double* highs  # capacity values, used when capacity <= RANGE_SCAN_LIMIT
+    double* lows
+    SlidingMax highest  # used when capacity > RANGE_SCAN_LIMIT
     SlidingMax lowest  # a sliding maximum of -low
+
+
+cdef inline RangeWindow range_window_new(
+    Py_ssize_t capacity, double* values, long long* sequences
+) noexcept nogil:
+    # `values` holds 2 * capacity doubles and `sequences` 2 * capacity entries.
+    cdef RangeWindow state
+    state.capacity = capacity
+    state.count = 0
+    state.position = 0
+    state.highs = values
+    state.lows = values + capacity
+    state.highest = sliding_max_new(capacity, values, sequences)
+    state.lowest = sliding_max_new(capacity, values + capacity, sequences + capacity)
+    return state
+
+
+cdef inline void range_window_clear(RangeWindow* s) noexcept nogil:
+    s.count = 0
+    s.position = 0
+    sliding_max_clear(&s.highest)
+    sliding_max_clear(&s.lowest)
+
+
+cdef inline Py_ssize_t range_window_push(
+    RangeWindow* s, double high, double low, double* highest, double* lowest
+) noexcept nogil:
+    """Push a bar; set the highest high and lowest low of the window; return the count."""
+    cdef double top, bottom
+    cdef Py_ssize_t j
+    if s.count < s.capacity:
+        s.count += 1
+    if s.capacity > RANGE_SCAN_LIMIT:
+        highest[0] = sliding_max_push(&s.highest, high)
+        lowest[0] = -sliding_max_push(&s.lowest, -low)
+        return s.count
+    s.highs[s.position] = high
+    s.lows[s.position] = low
+    s.position += 1
+    if s.position == s.capacity:
+        s.position = 0
+    top = s.highs[0]
+    bottom = s.lows[0]
+    for j in range(1, s.count):
+        top = s.highs[j] if s.highs[j] > top else top
+        bottom = s.lows[j] if s.lows[j] < bottom else bottom
+    highest[0] = top
+    lowest[0] = bottom
+    return s.count
+
+
+cdef struct StochasticState:
+    RangeWindow range
     WindowSum slowk
     WindowSum slowd
 
@@ -517,13 +579,10 @@ cdef struct StochasticState:
 cdef inline StochasticState stochastic_new(
     Py_ssize_t fastk, Py_ssize_t slowk, Py_ssize_t slowd, double* rings, long long* sequences
 ) noexcept nogil:
-    # `rings` holds 2 * fastk + slowk + slowd doubles: highs, -lows, the fast %K window and
-    # the slow %K window. `sequences` holds 2 * fastk entries.
+    # `rings` holds 2 * fastk + slowk + slowd doubles: the high-low window, the fast %K
+    # window and the slow %K window. `sequences` holds 2 * fastk entries.
     cdef StochasticState state
-    state.fastk_period = fastk
-    state.count = 0
-    state.highest = sliding_max_new(fastk, rings, sequences)
-    state.lowest = sliding_max_new(fastk, rings + fastk, sequences + fastk)
+    state.range = range_window_new(fastk, rings, sequences)
     state.slowk = window_sum_new(slowk, rings + 2 * fastk)
     state.slowd = window_sum_new(slowd, rings + 2 * fastk + slowk)
     return state
@@ -537,22 +596,16 @@ cdef inline void stochastic_update(
     # zero high-low range gives fast %K 0, as in TA-Lib.
     cdef double highest, lowest, scale, fastk, smoothed_k, smoothed_d
     if not bar_finite(high, low, close):
-        s.count = 0
-        sliding_max_clear(&s.highest)
-        sliding_max_clear(&s.lowest)
+        range_window_clear(&s.range)
         window_sum_update(&s.slowk, NAN)
         window_sum_update(&s.slowd, NAN)
         slowk[0] = NAN
         slowd[0] = NAN
         return
-    highest = sliding_max_push(&s.highest, high)
-    lowest = -sliding_max_push(&s.lowest, -low)
-    if s.count < s.fastk_period:
-        s.count += 1
-        if s.count < s.fastk_period:
-            slowk[0] = NAN
-            slowd[0] = NAN
-            return
+    if range_window_push(&s.range, high, low, &highest, &lowest) < s.range.capacity:
+        slowk[0] = NAN
+        slowd[0] = NAN
+        return
     scale = (highest - lowest) / 100.0
     fastk = (close - lowest) / scale if scale != 0.0 else 0.0
     smoothed_k = window_sum_update(&s.slowk, fastk)
@@ -631,8 +684,10 @@ cdef inline void adx_update(
     s.previous_high = high
     s.previous_low = low
     s.previous_close = close
-    plus_move = up_move if up_move > positive_part(down_move) else 0.0
-    minus_move = down_move if down_move > positive_part(up_move) else 0.0
+    # Multiplying by the 0-or-1 condition keeps these free of data-dependent branches, which
+    # random price moves would mispredict about half the time.
+    plus_move = up_move * <double>(up_move > positive_part(down_move))
+    minus_move = down_move * <double>(down_move > positive_part(up_move))
     if s.count < s.period:
         s.count += 1
         if s.count > 1:

@@ -160,7 +160,7 @@ def test_obv_matches_talib(bars):
     assert_matches(indicators.obv(bars["close"], bars["volume"]), talib.OBV(bars["close"], bars["volume"]))
 
 
-@pytest.mark.parametrize(("fastk", "slowk", "slowd"), [(5, 3, 3), (14, 3, 5), (1, 1, 1)])
+@pytest.mark.parametrize(("fastk", "slowk", "slowd"), [(5, 3, 3), (14, 3, 5), (1, 1, 1), (30, 3, 3)])
 def test_stochastic_matches_talib(bars, fastk, slowk, slowd):
     # Compared relative to the 0..100 range: where the exact value is 0, both running sums
     # can leave a rounding residue near 1e-14, of either sign.

@@ -58,6 +58,11 @@ STREAMS = {
         ("high", "low", "close"),
         lambda c: indicators.stochastic(c["high"], c["low"], c["close"], 5, 3, 3),
     ),
+    "stochastic_long": (
+        lambda: indicators.Stochastic(30, 3, 3),
+        ("high", "low", "close"),
+        lambda c: indicators.stochastic(c["high"], c["low"], c["close"], 30, 3, 3),
+    ),
     "adx": (
         lambda: indicators.ADX(14),
         ("high", "low", "close"),
