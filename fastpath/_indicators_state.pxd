@@ -5,8 +5,8 @@
 #
 # Every update takes one bar and returns NaN during warm-up. A non-finite input resets the
 # state and returns NaN, so the next finite bar starts a new warm-up exactly as at the start
-# of the data. Warm-up lengths and seeds follow TA-Lib 0.6 (C library, default compatibility,
-# no unstable period). Wilder and EMA steps are written as `value * keep + new * share`, a
+# of the data. Warm-up lengths and seeds follow the TA-Lib C library (0.8.1, as bundled with
+# the `ta-lib` 0.8.2 package; default compatibility, no unstable period). Wilder and EMA steps are written as `value * keep + new * share`, a
 # multiply and an add on the dependency chain from bar to bar; TA-Lib's forms, such as
 # (value * (period - 1) + new) / period, put a division on that chain. Both round
 # differently by about 1e-16 relative, and the smoothing does not accumulate the difference.

@@ -229,9 +229,7 @@ def plus_di(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 
     return directional_movement(high, low, close, period)[1]
 
 
-def minus_di(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14
-) -> np.ndarray:
+def minus_di(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
     """Return the minus directional indicator (-DI), whose first value is at index `period`."""
     return directional_movement(high, low, close, period)[2]
 
@@ -245,7 +243,7 @@ def vwap(
 ) -> np.ndarray:
     """Return the session-anchored VWAP of the typical price (high + low + close) / 3.
 
-    `session` holds an int64 session id per bar (see utc_sessions); the sums restart at
+    `session` contains an int64 session id per bar (see utc_sessions); the sums restart at
     every bar whose id differs from the previous bar's. Within a session the value is
     sum(typical * volume) / sum(volume) over its bars so far, NaN while that volume sum is
     not above 0 (a session that opens with zero volume). A non-finite high, low, close or
@@ -348,7 +346,18 @@ def core(
     emas = dict(zip(fused, ema_lines, strict=True))
     for period in periods[len(fused) :]:
         emas[period] = ema(close_values, period)
-    return CoreIndicators(*lines[:7], ema=emas, atr=lines[7])
+    rsi_line, macd_line, signal_line, histogram, upper, middle, lower, atr_line = lines
+    return CoreIndicators(
+        rsi=rsi_line,
+        macd=macd_line,
+        macd_signal=signal_line,
+        macd_hist=histogram,
+        bb_upper=upper,
+        bb_middle=middle,
+        bb_lower=lower,
+        ema=emas,
+        atr=atr_line,
+    )
 
 
 def _macd_periods(periods: tuple[int, int, int]) -> tuple[int, int, int]:

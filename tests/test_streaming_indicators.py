@@ -75,7 +75,8 @@ def streamed(name: str, columns: dict[str, np.ndarray]) -> np.ndarray:
     """Feed every bar to a new streaming object; one row per output."""
     factory, inputs, _ = STREAMS[name]
     stream = factory()
-    rows = [stream.update(*values) for values in zip(*(columns[i].tolist() for i in inputs))]
+    bars = zip(*(columns[name].tolist() for name in inputs), strict=True)
+    rows = [stream.update(*values) for values in bars]
     return np.array(rows, dtype=np.float64).reshape(len(rows), -1).T
 
 
