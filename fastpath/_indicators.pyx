@@ -332,6 +332,10 @@ def vwap(
 
 # Number of EMA periods the fused loop updates; the caller computes any further ones apart.
 FUSED_EMAS = 3
+# Bars per block of the fused loop: 4096 bars of high, low, close and 11 outputs take 448 KiB,
+# which stays in a 512 KiB or larger L2 cache while each indicator passes over the block.
+cdef enum:
+    CORE_BLOCK = 4096
 
 
 cdef void _core_loop(
@@ -339,42 +343,122 @@ cdef void _core_loop(
     const double* low,
     const double* close,
     Py_ssize_t n,
-    RsiState rsi_state,
-    MacdState macd_state,
-    BandState band_state,
-    AtrState atr_state,
-    EmaState ema_first,
-    EmaState ema_second,
-    EmaState ema_third,
+    const Py_ssize_t* periods,
+    double bb_nbdev,
+    double* ring,
     Py_ssize_t ema_count,
-    double* rsi_out,
-    double* macd_out,
-    double* signal_out,
-    double* hist_out,
+    double** outputs,
+) noexcept nogil:
+    # periods: rsi, fast, slow, signal, bb, atr, then up to three EMA periods. outputs: rsi,
+    # macd, signal, histogram, upper, middle, lower, atr, then one array per EMA period.
+    # Each state is a local of this frame, as in the separate kernels, so that the compiler
+    # keeps it in registers.
+    cdef RsiState rsi_state = rsi_new(periods[0])
+    cdef MacdState macd_state = macd_new(periods[1], periods[2], periods[3])
+    cdef BandState band_state = band_new(periods[4], bb_nbdev, ring)
+    cdef AtrState atr_state = atr_new(periods[5])
+    cdef EmaState ema_first = ema_new(periods[6] if ema_count > 0 else 1)
+    cdef EmaState ema_second = ema_new(periods[7] if ema_count > 1 else 1)
+    cdef EmaState ema_third = ema_new(periods[8] if ema_count > 2 else 1)
+    cdef double* rsi_out = outputs[0]
+    cdef double* macd_out = outputs[1]
+    cdef double* signal_out = outputs[2]
+    cdef double* hist_out = outputs[3]
+    cdef double* upper = outputs[4]
+    cdef double* middle = outputs[5]
+    cdef double* lower = outputs[6]
+    cdef double* atr_out = outputs[7]
+    cdef double* ema_first_out = outputs[8]
+    cdef double* ema_second_out = outputs[9]
+    cdef double* ema_third_out = outputs[10]
+    # The bars go in blocks that stay in the L2 cache, and each indicator runs its own loop
+    # over a block on a copy of its state, which the compiler keeps in registers. A single
+    # loop over all the states spilled them to the stack and took about 40 % longer.
+    # NOTE: this pass still takes about 1.2x the time of the separate kernels on the same
+    # preallocated outputs (AMD EPYC, 1,000,000 bars); the cause is not yet found.
+    cdef Py_ssize_t start = 0, stop, size
+    while start < n:
+        stop = start + CORE_BLOCK if start + CORE_BLOCK < n else n
+        size = stop - start
+        _rsi_block(&rsi_state, close + start, rsi_out + start, size)
+        _macd_block(
+            &macd_state, close + start, macd_out + start, signal_out + start, hist_out + start,
+            size,
+        )
+        _band_block(&band_state, close + start, upper + start, middle + start, lower + start, size)
+        _atr_block(&atr_state, high + start, low + start, close + start, atr_out + start, size)
+        if ema_count > 0:
+            _ema_block(&ema_first, close + start, ema_first_out + start, size)
+        if ema_count > 1:
+            _ema_block(&ema_second, close + start, ema_second_out + start, size)
+        if ema_count > 2:
+            _ema_block(&ema_third, close + start, ema_third_out + start, size)
+        start = stop
+
+
+cdef void _rsi_block(
+    RsiState* shared, const double* close, double* out, Py_ssize_t n
+) noexcept nogil:
+    cdef RsiState state = shared[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = rsi_update(&state, close[i])
+    shared[0] = state
+
+
+cdef void _macd_block(
+    MacdState* shared,
+    const double* close,
+    double* line,
+    double* signal,
+    double* histogram,
+    Py_ssize_t n,
+) noexcept nogil:
+    cdef MacdState state = shared[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        macd_update(&state, close[i], &line[i], &signal[i], &histogram[i])
+    shared[0] = state
+
+
+cdef void _band_block(
+    BandState* shared,
+    const double* close,
     double* upper,
     double* middle,
     double* lower,
-    double* atr_out,
-    double* ema_first_out,
-    double* ema_second_out,
-    double* ema_third_out,
+    Py_ssize_t n,
 ) noexcept nogil:
-    # Every state lives in this frame, so the compiler keeps them in registers and the
-    # independent dependency chains of the indicators overlap within each bar.
+    cdef BandState state = shared[0]
     cdef Py_ssize_t i
-    cdef double x
     for i in range(n):
-        x = close[i]
-        rsi_out[i] = rsi_update(&rsi_state, x)
-        macd_update(&macd_state, x, &macd_out[i], &signal_out[i], &hist_out[i])
-        band_update(&band_state, x, &upper[i], &middle[i], &lower[i])
-        atr_out[i] = atr_update(&atr_state, high[i], low[i], x)
-        if ema_count > 0:
-            ema_first_out[i] = ema_update(&ema_first, x)
-        if ema_count > 1:
-            ema_second_out[i] = ema_update(&ema_second, x)
-        if ema_count > 2:
-            ema_third_out[i] = ema_update(&ema_third, x)
+        band_update(&state, close[i], &upper[i], &middle[i], &lower[i])
+    shared[0] = state
+
+
+cdef void _atr_block(
+    AtrState* shared,
+    const double* high,
+    const double* low,
+    const double* close,
+    double* out,
+    Py_ssize_t n,
+) noexcept nogil:
+    cdef AtrState state = shared[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = atr_update(&state, high[i], low[i], close[i])
+    shared[0] = state
+
+
+cdef void _ema_block(
+    EmaState* shared, const double* close, double* out, Py_ssize_t n
+) noexcept nogil:
+    cdef EmaState state = shared[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = ema_update(&state, close[i])
+    shared[0] = state
 
 
 def core(
@@ -402,32 +486,26 @@ def core(
     """Run the fused loop; ema_out has one array per entry of ema_periods (at most 3)."""
     cdef Py_ssize_t n = close.shape[0]
     cdef Py_ssize_t ema_count = len(ema_periods)
-    cdef EmaState emas[3]
-    cdef double* ema_rows[3]
+    cdef Py_ssize_t periods[9]
+    cdef double* outputs[11]
     cdef double* ring
     cdef Py_ssize_t j
     cdef double[::1] row
     if n == 0:
         return
+    periods[:6] = [rsi_period, fast, slow, signal, bb_period, atr_period]
+    outputs[:8] = [
+        &rsi_out[0], &macd_out[0], &signal_out[0], &hist_out[0],
+        &upper[0], &middle[0], &lower[0], &atr_out[0],
+    ]
     for j in range(FUSED_EMAS):
+        periods[6 + j] = 1
+        outputs[8 + j] = NULL
         if j < ema_count:
-            emas[j] = ema_new(ema_periods[j])
+            periods[6 + j] = ema_periods[j]
             row = ema_out[j]
-            ema_rows[j] = &row[0]
-        else:
-            emas[j] = ema_new(1)
-            ema_rows[j] = NULL
+            outputs[8 + j] = &row[0]
     ring = _allocate(bb_period)
     with nogil:
-        _core_loop(
-            &high[0], &low[0], &close[0], n,
-            rsi_new(rsi_period),
-            macd_new(fast, slow, signal),
-            band_new(bb_period, bb_nbdev, ring),
-            atr_new(atr_period),
-            emas[0], emas[1], emas[2], ema_count,
-            &rsi_out[0], &macd_out[0], &signal_out[0], &hist_out[0],
-            &upper[0], &middle[0], &lower[0], &atr_out[0],
-            ema_rows[0], ema_rows[1], ema_rows[2],
-        )
+        _core_loop(&high[0], &low[0], &close[0], n, periods, bb_nbdev, ring, ema_count, outputs)
     free(ring)
