@@ -35,7 +35,7 @@ test: setup
 
 lint: setup
 	$(BIN)/python -m pip install --quiet "ruff==0.17.6" "mypy==2.4.1" "types-PyYAML==6.0.12.20261113"
-	$(BIN)/ruff check server worker fastpath tests
+	$(BIN)/ruff check server worker fastpath tests bench
 	$(BIN)/mypy server worker
 
 clean:
