@@ -159,6 +159,7 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
         help="host:port of a running coordinator (default: coordinator_address, else a"
         " local mesh is started for this one analysis)",
     )
+    _add_token_file(analyze)
     analyze.add_argument("--json", action="store_true", help="print the result as JSON")
     analyze.add_argument(
         "--timeout", type=float, default=0, help="seconds to wait for the result (default: none)"
@@ -169,7 +170,16 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
 def _add_models(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="list the models of a running coordinator")
     models.add_argument("--coordinator", help="host:port (default: coordinator_address)")
+    _add_token_file(models)
     models.set_defaults(handler=_run_models)
+
+
+def _add_token_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-file",
+        default="",
+        help="file holding the bearer token sent to the coordinator (default: auth_token_file)",
+    )
 
 
 def _parse_time(text: str) -> datetime:
@@ -316,6 +326,7 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
 
 def _run_analyze(args: argparse.Namespace, config: Config) -> int:
     from server import client
+    from server.security import client_channel_security
 
     coordinator = args.coordinator or config.coordinator_address
     request = client.analyze_request(
@@ -323,11 +334,13 @@ def _run_analyze(args: argparse.Namespace, config: Config) -> int:
     )
     timeout = args.timeout or None
     if coordinator:
-        return client.analyze(coordinator, request, args.json, timeout)
+        security = client_channel_security(config.security, args.token_file)
+        return client.analyze(coordinator, request, args.json, timeout, security)
 
     from server.mesh import LocalMesh, MeshError
 
     config_module.check_model_files(config)
+    security = client_channel_security(config.security, args.token_file)
     mesh = LocalMesh(config, Path(config.source_path))
     # SIGTERM and SIGHUP stop the analysis like Ctrl-C, so the mesh is stopped on the way out.
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -340,19 +353,21 @@ def _run_analyze(args: argparse.Namespace, config: Config) -> int:
         print(f"quorum analyze: {error}", file=sys.stderr)
         return 1
     try:
-        return client.analyze(address, request, args.json, timeout)
+        return client.analyze(address, request, args.json, timeout, security)
     finally:
         mesh.stop()
 
 
 def _run_models(args: argparse.Namespace, config: Config) -> int:
     from server import client
+    from server.security import client_channel_security
 
     coordinator = args.coordinator or config.coordinator_address
     if not coordinator:
         print("quorum models: pass --coordinator HOST:PORT", file=sys.stderr)
         return 2
-    return client.list_models(coordinator)
+    security = client_channel_security(config.security, args.token_file)
+    return client.list_models(coordinator, security)
 
 
 if __name__ == "__main__":

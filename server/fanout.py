@@ -19,6 +19,7 @@ import grpc
 from quorum.v1 import ensemble_pb2, inference_pb2, inference_pb2_grpc
 from server.config import ModelConfig
 from server.dispatch import DispatchPlan, Slot
+from server.security import ChannelSecurity
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,22 @@ class ModelOutcome:
 
 
 class WorkerClients:
-    """One gRPC channel per model worker."""
+    """One gRPC channel per model worker; `security` None is plaintext on loopback only."""
 
-    def __init__(self, addresses: Mapping[str, str]) -> None:
+    def __init__(
+        self, addresses: Mapping[str, str], security: ChannelSecurity | None = None
+    ) -> None:
         self.addresses = dict(addresses)
+        self.security = security or ChannelSecurity.loopback_plaintext()
+        # A plaintext worker address off this machine fails here, at start-up.
+        for address in self.addresses.values():
+            self.security.check_address(address)
         # Opened on first use, inside the event loop that serves the calls.
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def channel(self, name: str) -> grpc.aio.Channel:
         if name not in self._channels:
-            self._channels[name] = grpc.aio.insecure_channel(
+            self._channels[name] = self.security.open_aio(
                 self.addresses[name], options=CHANNEL_OPTIONS
             )
         return self._channels[name]

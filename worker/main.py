@@ -21,6 +21,7 @@ from quorum.v1 import inference_pb2_grpc
 from server.config import Config, ConfigError
 from server.model_files import ModelFileError
 from server.port_file import write_port_file
+from server.security import ServerSecurity, worker_server_security
 from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
 from worker.service import SERVICE_NAME, InferenceService
 
@@ -37,12 +38,22 @@ class WorkerStartError(RuntimeError):
 
 
 class WorkerServer:
-    """A grpc.aio server holding one model's Inference service, health and reflection."""
+    """A grpc.aio server holding one model's Inference service, health and reflection.
 
-    def __init__(self, model: LoadedModel, listen: str, grace_s: float = DEFAULT_GRACE_S) -> None:
+    `security` None serves plaintext on loopback only.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        listen: str,
+        grace_s: float = DEFAULT_GRACE_S,
+        security: ServerSecurity | None = None,
+    ) -> None:
         self.model = model
         self.listen = listen
         self.grace_s = grace_s
+        self.security = security or ServerSecurity.loopback_plaintext()
         self.port = 0
         self._server = grpc.aio.server()
         self._service = InferenceService(model)
@@ -61,7 +72,7 @@ class WorkerServer:
             self._server,
         )
         try:
-            self.port = self._server.add_insecure_port(self.listen)
+            self.port = self.security.bind(self._server, self.listen)
         except RuntimeError as error:
             raise WorkerStartError(f"cannot listen on {self.listen}: {error}") from None
         if self.port == 0:
@@ -101,12 +112,13 @@ async def serve(
     port_file: Path | None = None,
     grace_s: float = DEFAULT_GRACE_S,
     stop: asyncio.Event | None = None,
+    security: ServerSecurity | None = None,
 ) -> None:
     """Serve `model` on `listen` until SIGTERM, SIGINT or `stop` is set, then drain and stop.
 
     Signal handlers are installed only when serve runs in the main thread.
     """
-    server = WorkerServer(model, listen, grace_s)
+    server = WorkerServer(model, listen, grace_s, security)
     port = await server.start()
     if port_file is not None:
         write_port_file(port_file, port)
@@ -131,18 +143,21 @@ async def serve(
 def run_worker(config: Config, model_name: str, listen: str | None, port_file: Path | None) -> int:
     """Load `model_name` from `config` and serve it; return the process exit status.
 
-    `listen` None uses the model's configured address. A missing model file or a model that
-    fails to load is logged with its file name and gives exit status 2.
+    `listen` None uses the model's configured address. A missing model file, a model that
+    fails to load or invalid TLS settings are logged and give exit status 2; TLS settings
+    are checked first, so that a refused listen address does not wait for the model.
     """
     try:
+        address = listen or config.model(model_name).address
+        security = worker_server_security(config.security)
+        security.check_listen(address)
         settings = ModelSettings.from_config(config, model_name)
         model = load_model(settings)
     except (ConfigError, ModelFileError, ModelLoadError) as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
-    address = listen or config.model(model_name).address
     try:
-        asyncio.run(serve(model, address, port_file))
+        asyncio.run(serve(model, address, port_file, security=security))
     except WorkerStartError as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
