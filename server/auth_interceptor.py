@@ -28,7 +28,7 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandl
 
 
 class RejectionLog:
-    """Logs refused calls: the first of each reason at once, then one line per interval
+    """Logs rejected calls: the first of each reason at once, then one line per interval
     with the count, so a client retrying in a loop cannot flood the log."""
 
     def __init__(self, interval_s: float = REJECTION_LOG_INTERVAL_S) -> None:
@@ -57,7 +57,7 @@ class RejectionLog:
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Answers UNAUTHENTICATED when a call's bearer token is missing, invalid or expired."""
+    """Aborts a call with UNAUTHENTICATED when its bearer token is missing, invalid or expired."""
 
     def __init__(self, verifier: TokenVerifier, rejections: RejectionLog | None = None) -> None:
         self.verifier = verifier

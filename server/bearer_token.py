@@ -1,6 +1,6 @@
 """Bearer tokens for the coordinator's API: the token file, and checking a presented token.
 
-The token file holds one token per line, optionally followed by its expiry:
+The token file contains one token per line, optionally followed by its expiry:
 
     # comments and blank lines are skipped
     Zk3q9mU2yQd1L8vXJb0cT7aW4eR6sN5hP2oK8iG1fD3   2027-01-31T00:00Z
@@ -38,7 +38,7 @@ class TokenFileError(ValueError):
 
 
 class Rejection(Enum):
-    """Why a call was refused; the value is the UNAUTHENTICATED status message."""
+    """Reason a call is rejected; the value is its UNAUTHENTICATED status message."""
 
     MISSING = (
         "missing bearer token: send `authorization: Bearer TOKEN` metadata"
@@ -181,9 +181,10 @@ class TokenVerifier:
         """
         if not authorization:
             return Rejection.MISSING, None
-        if len(authorization) > 1 or not authorization[0][:7].lower() == BEARER_PREFIX:
+        scheme_length = len(BEARER_PREFIX)
+        if len(authorization) > 1 or authorization[0][:scheme_length].lower() != BEARER_PREFIX:
             return Rejection.MALFORMED, None
-        presented = digest(authorization[0][7:].strip())
+        presented = digest(authorization[0][scheme_length:].strip())
         self._reload_if_changed()
         matched = None
         for entry in self._entries:

@@ -47,8 +47,10 @@ def address_host(address: str) -> str:
 
 
 def is_loopback(address: str) -> bool:
-    """Return whether the address is a loopback one; a host name other than localhost is not,
-    since checking it would need a DNS lookup that can change later."""
+    """Return whether the address is a loopback address or localhost.
+
+    Any other host name counts as remote, because its DNS answer can change after the check.
+    """
     host = address_host(address)
     if host.lower() in _LOOPBACK_NAMES:
         return True
@@ -58,12 +60,13 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def require_loopback(address: str, what: str) -> None:
+def require_loopback(address: str, address_kind: str) -> None:
     """Raise SecurityError unless plaintext to `address` stays on this machine."""
     if not is_loopback(address):
         raise SecurityError(
-            f"{what} {address} is not a loopback address, and insecure: true allows plaintext"
-            " gRPC on loopback only: set tls_cert_file, tls_key_file and tls_ca_file"
+            f"{address_kind} {address} is not a loopback address, and insecure: true allows"
+            " plaintext gRPC on loopback only: remove insecure: true and set tls_cert_file,"
+            " tls_key_file and tls_ca_file"
         )
 
 
@@ -93,7 +96,7 @@ def _check_key_pair(settings: SecuritySettings) -> None:
 
 @dataclass(frozen=True)
 class ServerSecurity:
-    """How a server binds: TLS credentials, or local credentials for plaintext on loopback."""
+    """Server credentials: TLS, or gRPC local credentials for plaintext on loopback."""
 
     credentials: grpc.ServerCredentials
     plaintext: bool
@@ -114,7 +117,7 @@ class ServerSecurity:
 
 @dataclass(frozen=True)
 class ChannelSecurity:
-    """How a client connects: TLS (with an optional client certificate and bearer token), or
+    """Channel credentials: TLS (with an optional client certificate and bearer token), or gRPC
     local credentials for plaintext on loopback."""
 
     credentials: grpc.ChannelCredentials

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from server import config as config_module
 from server.config import ConfigError
@@ -72,3 +73,13 @@ def test_reference_config_mutual_tls():
     security = config_module.load(CONFIGS / "reference.yaml").security
     assert security.tls_client_auth is True
     assert security.auth_token_file == "/etc/quorum-token/tokens"
+
+
+def test_k3s_configmap_security_keys(tmp_path):
+    manifest = CONFIGS.parent.parent / "deploy" / "k3s" / "configmap.yaml"
+    for key, value in yaml.safe_load(manifest.read_text())["data"].items():
+        (tmp_path / key).write_text(value)
+    security = config_module.load(tmp_path).security
+    assert security.tls_ca_file == "/etc/quorum-tls/ca.crt"
+    assert security.tls_client_auth is True
+    assert security.insecure is False

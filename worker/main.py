@@ -145,7 +145,7 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
 
     `listen` None uses the model's configured address. A missing model file, a model that
     fails to load or invalid TLS settings are logged and give exit status 2; TLS settings
-    are checked first, so that a refused listen address does not wait for the model.
+    are checked first, so that a rejected listen address does not wait for the model.
     """
     try:
         address = listen or config.model(model_name).address

@@ -54,9 +54,7 @@ def _write_tokens(directory: Path) -> tuple[Path, dict[str, str], dict[str, Path
     tokens = {name: secrets.token_urlsafe(32) for name in ("good", "expired", "wrong", "new")}
     server_tokens = directory / "server-tokens"
     server_tokens.write_text(
-        "# accepted by the coordinator\n"
-        f"{tokens['good']}\n"
-        f"{tokens['expired']}  2020-01-01T00:00Z\n"
+        f"# accepted by the coordinator\n{tokens['good']}\n{tokens['expired']}  2020-01-01T00:00Z\n"
     )
     files = {}
     for name, token in tokens.items():
@@ -70,9 +68,11 @@ def secure(tmp_path_factory, lake_with_bars, smollm2_path):
     directory = tmp_path_factory.mktemp("secure-mesh")
     lake = directory / "lake"
     shutil.copytree(lake_with_bars, lake)
+
     authority = CertificateAuthority.create(directory / "pki", "quorum-test")
     node = authority.issue("node")
     server_tokens, tokens, token_files = _write_tokens(directory)
+
     path = write_config(
         directory,
         lake,
@@ -87,6 +87,7 @@ def secure(tmp_path_factory, lake_with_bars, smollm2_path):
     config = config_module.load(path)
     mesh = LocalMesh(config, path, log_level="DEBUG")
     address = mesh.start()
+
     yield SecureMesh(
         mesh=mesh,
         address=address,
@@ -234,7 +235,7 @@ def test_coordinator_serves_after_failed_handshake(secure):
     assert [model.name for model in response.models] == ["smollm2-135m"]
 
 
-def test_plaintext_client_refused_by_coordinator(secure):
+def test_plaintext_client_rejected_by_coordinator(secure):
     error = _rejection(ChannelSecurity.loopback_plaintext(), secure.address)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
 
@@ -285,11 +286,13 @@ def test_cli_wrong_token_exit_status(secure):
 
 def test_no_token_in_any_log_line(secure, caplog):
     caplog.set_level("DEBUG")
-    # One accepted and one refused call of each kind, so the logs have something to hold.
+    # One accepted call and two rejected ones, so that the logs contain something to check.
     _list_models(_client(secure, "good"), secure.address)
     for name in ("wrong", "expired"):
         _rejection(_client(secure, name), secure.address)
-    logs = {entry.name: entry.log_file.read_text(errors="replace") for entry in secure.mesh.processes}
+    logs = {
+        entry.name: entry.log_file.read_text(errors="replace") for entry in secure.mesh.processes
+    }
     assert "Rejected /quorum.v1.Ensemble/ListModels" in logs["coordinator"]
     for name, text in logs.items():
         for token in secure.tokens.values():

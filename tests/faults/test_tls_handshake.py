@@ -105,7 +105,9 @@ def test_client_of_other_ca_rejects_server(authority, rogue, node):
 def test_expired_server_certificate_rejected(authority):
     now = datetime.datetime.now(datetime.UTC)
     expired = authority.issue(
-        "expired", valid_from=now - datetime.timedelta(days=10), valid_until=now - datetime.timedelta(days=1)
+        "expired",
+        valid_from=now - datetime.timedelta(days=10),
+        valid_until=now - datetime.timedelta(days=1),
     )
     settings = _settings(authority, expired)
     with _health_server(server_security(settings, require_client_auth=False)) as address:
@@ -151,11 +153,9 @@ def test_mtls_worker_rejects_certificate_of_other_ca(authority, rogue, node):
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_mismatched_key_refused_at_start(authority, node):
+def test_mismatched_key_rejected_at_start(authority, node):
     other = authority.issue("other")
-    settings = SecuritySettings(
-        tls_cert_file=str(node.cert_file), tls_key_file=str(other.key_file)
-    )
+    settings = SecuritySettings(tls_cert_file=str(node.cert_file), tls_key_file=str(other.key_file))
     with pytest.raises(SecurityError) as raised:
         server_security(settings, require_client_auth=False)
     assert "does not match tls_cert_file" in str(raised.value)
@@ -179,7 +179,7 @@ def test_key_file_content_not_in_error(tmp_path, node):
     assert str(not_pem) in str(raised.value)
 
 
-def test_tls_server_without_files_refused():
+def test_tls_server_without_files_rejected():
     with pytest.raises(SecurityError) as raised:
         server_security(SecuritySettings(), require_client_auth=False)
     assert "tls_cert_file and tls_key_file not set" in str(raised.value)

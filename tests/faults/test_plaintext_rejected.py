@@ -1,6 +1,6 @@
-"""Plaintext gRPC is refused off loopback, and TLS settings are checked before anything binds.
+"""Plaintext gRPC is rejected off loopback, and TLS settings are checked before anything binds.
 
-Start-up refusals run the real `quorum` processes. A refused address is never bound or
+Start-up rejections run the real `quorum` processes. A rejected address is never bound or
 dialled: the check runs before the server binds and before any channel opens.
 """
 
@@ -24,7 +24,7 @@ from tests.conftest import smollm2_entry, write_config
 
 # A documentation address (RFC 5737): never dialled, because the check comes first.
 REMOTE_WORKER = "192.0.2.10:50061"
-# A closed loopback port: the coordinator is refused before it would call its worker.
+# A closed loopback port: the coordinator is rejected before it would call its worker.
 LOCAL_WORKER = "smollm2-135m=127.0.0.1:1"
 
 
@@ -57,7 +57,7 @@ def test_is_loopback(address, loopback):
     assert is_loopback(address) is loopback
 
 
-def test_serve_plaintext_on_all_interfaces_refused(tmp_path, smollm2_path):
+def test_serve_plaintext_on_all_interfaces_rejected(tmp_path, smollm2_path):
     config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)])
     completed = _quorum(
         "--config", str(config), "serve", "--listen", "0.0.0.0:0", "--worker", LOCAL_WORKER
@@ -67,7 +67,7 @@ def test_serve_plaintext_on_all_interfaces_refused(tmp_path, smollm2_path):
     assert "set tls_cert_file, tls_key_file and tls_ca_file" in completed.stderr
 
 
-def test_worker_plaintext_on_all_interfaces_refused(tmp_path, smollm2_path):
+def test_worker_plaintext_on_all_interfaces_rejected(tmp_path, smollm2_path):
     config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)])
     completed = _quorum(
         "--config", str(config), "worker", "--model", "smollm2-135m", "--listen", "0.0.0.0:0"
@@ -76,7 +76,7 @@ def test_worker_plaintext_on_all_interfaces_refused(tmp_path, smollm2_path):
     assert "listen address 0.0.0.0:0 is not a loopback address" in completed.stderr
 
 
-def test_serve_without_tls_settings_refused(tmp_path, smollm2_path):
+def test_serve_without_tls_settings_rejected(tmp_path, smollm2_path):
     config = write_config(
         tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)], insecure=False
     )
@@ -87,7 +87,7 @@ def test_serve_without_tls_settings_refused(tmp_path, smollm2_path):
     assert "tls_cert_file and tls_key_file not set" in completed.stderr
 
 
-def test_serve_remote_plaintext_worker_refused(tmp_path, smollm2_path):
+def test_serve_remote_plaintext_worker_rejected(tmp_path, smollm2_path):
     config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)])
     completed = _quorum(
         "--config",
@@ -102,13 +102,13 @@ def test_serve_remote_plaintext_worker_refused(tmp_path, smollm2_path):
     assert f"address {REMOTE_WORKER} is not a loopback address" in completed.stderr
 
 
-def test_worker_clients_refuse_remote_plaintext():
+def test_worker_clients_reject_remote_plaintext():
     with pytest.raises(SecurityError) as raised:
         WorkerClients({"smollm2-135m": REMOTE_WORKER}, ChannelSecurity.loopback_plaintext())
     assert REMOTE_WORKER in str(raised.value)
 
 
-def test_client_refuses_remote_plaintext():
+def test_client_rejects_remote_plaintext():
     security = client_channel_security(SecuritySettings(insecure=True))
     with pytest.raises(SecurityError) as raised:
         security.open(REMOTE_WORKER)
