@@ -6,8 +6,9 @@ The rule, checked before anything binds or connects:
   `tls_key_file`; channels verify the server against `tls_ca_file` (gRPC's bundled public
   roots when it is unset). The coordinator also needs `auth_token_file`.
 - `insecure: true`: plaintext, on loopback addresses only (127.0.0.0/8, ::1, localhost).
-  gRPC's local credentials carry it, so a server also rejects any connection that does not
-  come from loopback, and clients can still send a bearer token.
+  gRPC's local credentials carry it: grpcio documents that they check each connection is
+  local (an experimental API in grpcio 1.85), and they allow call credentials, so clients
+  can still send a bearer token.
 - `tls_client_auth: true`: workers require a client certificate signed by `tls_ca_file`, and
   the coordinator presents `tls_cert_file` as its client certificate. That certificate then
   needs both the serverAuth and clientAuth extended key usages (or no such extension).

@@ -144,14 +144,14 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
     """Load `model_name` from `config` and serve it; return the process exit status.
 
     `listen` None uses the model's configured address. A missing model file, a model that
-    fails to load or invalid TLS settings are logged and give exit status 2; TLS settings
-    are checked first, so that a rejected listen address does not wait for the model.
+    fails to load or invalid TLS settings are logged and give exit status 2. TLS settings
+    are checked before the model loads, so that a rejected listen address fails at once.
     """
     try:
+        settings = ModelSettings.from_config(config, model_name)
         address = listen or config.model(model_name).address
         security = worker_server_security(config.security)
         security.check_listen(address)
-        settings = ModelSettings.from_config(config, model_name)
         model = load_model(settings)
     except (ConfigError, ModelFileError, ModelLoadError) as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)

@@ -6,9 +6,6 @@ dialled: the check runs before the server binds and before any channel opens.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from server.config import SecuritySettings
@@ -21,20 +18,12 @@ from server.security import (
     is_loopback,
 )
 from tests.conftest import smollm2_entry, write_config
+from tests.faults.cli import run_quorum
 
 # A documentation address (RFC 5737): never dialled, because the check comes first.
 REMOTE_WORKER = "192.0.2.10:50061"
 # A closed loopback port: the coordinator is rejected before it would call its worker.
 LOCAL_WORKER = "smollm2-135m=127.0.0.1:1"
-
-
-def _quorum(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(
@@ -59,7 +48,7 @@ def test_is_loopback(address, loopback):
 
 def test_serve_plaintext_on_all_interfaces_rejected(tmp_path, smollm2_path):
     config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)])
-    completed = _quorum(
+    completed = run_quorum(
         "--config", str(config), "serve", "--listen", "0.0.0.0:0", "--worker", LOCAL_WORKER
     )
     assert completed.returncode == 2
@@ -69,7 +58,7 @@ def test_serve_plaintext_on_all_interfaces_rejected(tmp_path, smollm2_path):
 
 def test_worker_plaintext_on_all_interfaces_rejected(tmp_path, smollm2_path):
     config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)])
-    completed = _quorum(
+    completed = run_quorum(
         "--config", str(config), "worker", "--model", "smollm2-135m", "--listen", "0.0.0.0:0"
     )
     assert completed.returncode == 2
@@ -80,7 +69,7 @@ def test_serve_without_tls_settings_rejected(tmp_path, smollm2_path):
     config = write_config(
         tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)], insecure=False
     )
-    completed = _quorum(
+    completed = run_quorum(
         "--config", str(config), "serve", "--listen", "127.0.0.1:0", "--worker", LOCAL_WORKER
     )
     assert completed.returncode == 2
@@ -89,7 +78,7 @@ def test_serve_without_tls_settings_rejected(tmp_path, smollm2_path):
 
 def test_serve_remote_plaintext_worker_rejected(tmp_path, smollm2_path):
     config = write_config(tmp_path, tmp_path / "lake", [smollm2_entry(smollm2_path)])
-    completed = _quorum(
+    completed = run_quorum(
         "--config",
         str(config),
         "serve",
