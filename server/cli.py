@@ -20,6 +20,7 @@ from server.parent_watch import terminate_with_parent
 if TYPE_CHECKING:
     from quorum.v1 import ensemble_pb2
     from server.ingest import IngestReport
+    from server.security import ChannelSecurity
 
 log = logging.getLogger("quorum")
 
@@ -171,6 +172,7 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
         help="host:port of a running coordinator (default: coordinator_address, else a"
         " local mesh is started for this one analysis)",
     )
+    _add_token_file(analyze)
     analyze.add_argument("--json", action="store_true", help="print the result as JSON")
     analyze.add_argument(
         "--timeout", type=float, default=0, help="seconds to wait for the result (default: none)"
@@ -181,6 +183,7 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
 def _add_models(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="list the models of a running coordinator")
     models.add_argument("--coordinator", help="host:port (default: coordinator_address)")
+    _add_token_file(models)
     models.set_defaults(handler=_run_models)
 
 
@@ -202,6 +205,14 @@ def last_window_close(now: datetime, window_minutes: int) -> datetime:
     window_s = window_minutes * 60
     epoch_s = int(now.astimezone(UTC).timestamp())
     return datetime.fromtimestamp(epoch_s - epoch_s % window_s, tz=UTC)
+
+
+def _add_token_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--token-file",
+        default="",
+        help="file holding the bearer token sent to the coordinator (default: auth_token_file)",
+    )
 
 
 def _parse_time(text: str) -> datetime:
@@ -348,6 +359,7 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
 
 def _run_analyze(args: argparse.Namespace, config: Config) -> int:
     from server import client
+    from server.security import client_channel_security
 
     symbols = list(config.symbols) if args.all_symbols else [args.symbol]
     if not symbols:
@@ -368,11 +380,13 @@ def _run_analyze(args: argparse.Namespace, config: Config) -> int:
     coordinator = args.coordinator or config.coordinator_address
     timeout = args.timeout or None
     if coordinator:
-        return _analyze_each(coordinator, requests, args.json, timeout)
+        security = client_channel_security(config.security, args.token_file)
+        return _analyze_each(coordinator, requests, args.json, timeout, security)
 
     from server.mesh import LocalMesh, MeshError
 
     config_module.check_model_files(config)
+    security = client_channel_security(config.security, args.token_file)
     mesh = LocalMesh(config, Path(config.source_path))
     # SIGTERM and SIGHUP stop the analysis like Ctrl-C, so the mesh is stopped on the way out.
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -385,7 +399,7 @@ def _run_analyze(args: argparse.Namespace, config: Config) -> int:
         print(f"quorum analyze: {error}", file=sys.stderr)
         return 1
     try:
-        return _analyze_each(address, requests, args.json, timeout)
+        return _analyze_each(address, requests, args.json, timeout, security)
     finally:
         mesh.stop()
 
@@ -395,6 +409,7 @@ def _analyze_each(
     requests: list[ensemble_pb2.AnalyzeRequest],
     as_json: bool,
     timeout_s: float | None,
+    security: ChannelSecurity,
 ) -> int:
     """Run the analyses one after another and return the highest exit status among them.
 
@@ -403,18 +418,22 @@ def _analyze_each(
     """
     from server import client
 
-    statuses = [client.analyze(address, request, as_json, timeout_s) for request in requests]
+    statuses = [
+        client.analyze(address, request, as_json, timeout_s, security) for request in requests
+    ]
     return max(statuses)
 
 
 def _run_models(args: argparse.Namespace, config: Config) -> int:
     from server import client
+    from server.security import client_channel_security
 
     coordinator = args.coordinator or config.coordinator_address
     if not coordinator:
         print("quorum models: pass --coordinator HOST:PORT", file=sys.stderr)
         return 2
-    return client.list_models(coordinator)
+    security = client_channel_security(config.security, args.token_file)
+    return client.list_models(coordinator, security)
 
 
 if __name__ == "__main__":

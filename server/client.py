@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from quorum.v1 import ensemble_pb2, ensemble_pb2_grpc
 from server.consensus_policy import direction_name
 from server.fanout import CHANNEL_OPTIONS
+from server.security import ChannelSecurity
 
 
 def analyze_request(
@@ -40,11 +41,12 @@ def analyze(
     request: ensemble_pb2.AnalyzeRequest,
     as_json: bool,
     timeout_s: float | None,
+    security: ChannelSecurity,
 ) -> int:
     """Stream one analysis from the coordinator at `address`; return the exit status."""
     progress = Progress(sys.stderr, enabled=not as_json)
     result: ensemble_pb2.AnalysisResult | None = None
-    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+    with security.open(address, options=CHANNEL_OPTIONS) as channel:
         stub = ensemble_pb2_grpc.EnsembleStub(channel)
         try:
             for event in stub.AnalyzeStream(request, timeout=timeout_s):
@@ -70,8 +72,8 @@ def result_json(result: ensemble_pb2.AnalysisResult) -> dict:
     )
 
 
-def list_models(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
+def list_models(address: str, security: ChannelSecurity) -> int:
+    with security.open(address) as channel:
         stub = ensemble_pb2_grpc.EnsembleStub(channel)
         try:
             response = stub.ListModels(ensemble_pb2.ListModelsRequest(), timeout=30)

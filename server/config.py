@@ -106,6 +106,25 @@ def message_options(max_message_bytes: int) -> tuple[tuple[str, int], ...]:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """TLS and bearer-token settings; server.security turns them into gRPC credentials.
+
+    Paths are PEM files (the token file excepted). Empty means not set.
+    """
+
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # The CA that verifies peers: the servers' certificates, and the coordinator's client
+    # certificate when tls_client_auth is on.
+    tls_ca_file: str = ""
+    # Workers require the coordinator's client certificate (mutual TLS).
+    tls_client_auth: bool = False
+    auth_token_file: str = ""
+    # Plaintext gRPC, allowed on loopback addresses only.
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     models: tuple[ModelConfig, ...]
     default_context_size: int = 25000
@@ -145,6 +164,7 @@ class Config:
     coordinator_listen: str = "127.0.0.1:50051"
     temperature: float = 0.0
     seed: int = 42
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     source_path: str = ""
 
     def model(self, name: str) -> ModelConfig:
@@ -157,15 +177,9 @@ class Config:
     def fingerprint(self) -> str:
         """SHA-256 over every setting that shapes a result, so a record names its ensemble."""
         shaping = asdict(self)
-        for key in (
-            "source_path",
-            "coordinator_address",
-            "coordinator_listen",
-            "data_lake",
-            "shutdown_grace_seconds",
-            "max_message_bytes",
-            "symbols",
-        ):
+        transport_keys = ("coordinator_address", "coordinator_listen", "security")
+        operation_keys = ("shutdown_grace_seconds", "max_message_bytes", "symbols")
+        for key in ("source_path", "data_lake", *transport_keys, *operation_keys):
             shaping.pop(key)
         for model in shaping["models"]:
             for key in ("address", "replicas", "max_queue"):
@@ -234,6 +248,9 @@ _OTHER_KEYS = {
     "section_budgets",
     "symbols",
 }
+_TLS_PATH_KEYS = ("tls_cert_file", "tls_key_file", "tls_ca_file")
+_SECURITY_PATH_KEYS = (*_TLS_PATH_KEYS, "auth_token_file")
+_SECURITY_BOOL_KEYS = ("tls_client_auth", "insecure")
 
 
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -280,6 +297,7 @@ def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config
     """Build a Config from parsed YAML or ConfigMap data, validating every key."""
     known = set(_THRESHOLD_KEYS) | set(_INT_KEYS) | set(_FLOAT_KEYS) | set(_STRING_KEYS)
     known |= set(_MODEL_LIST_KEYS) | _OTHER_KEYS
+    known |= set(_SECURITY_PATH_KEYS) | set(_SECURITY_BOOL_KEYS)
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
@@ -318,6 +336,7 @@ def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config
     if "symbols" in raw:
         values["symbols"] = _parse_symbols(raw["symbols"])
 
+    values["security"] = _parse_security(raw, base_dir)
     models = _parse_models(raw, base_dir)
     config = Config(models=models, **values)
     _validate(config)
@@ -465,6 +484,35 @@ def _validate(config: Config) -> None:
             )
     if config.context_tokenizer_model:
         config.model(config.context_tokenizer_model)
+
+
+def _parse_security(raw: Mapping[str, Any], base_dir: Path | None) -> SecuritySettings:
+    """Read the TLS and token keys; relative paths are relative to the configuration file."""
+    values: dict[str, Any] = {}
+    for key in _SECURITY_PATH_KEYS:
+        path = str(raw.get(key) or "").strip()
+        if path and base_dir is not None and not Path(path).is_absolute():
+            path = str((base_dir / path).resolve())
+        values[key] = path
+    for key in _SECURITY_BOOL_KEYS:
+        values[key] = _as_bool(key, raw.get(key, False))
+    settings = SecuritySettings(**values)
+
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("tls_cert_file and tls_key_file must be set together")
+    if settings.insecure:
+        tls_keys = [key for key in _TLS_PATH_KEYS if values[key]]
+        if tls_keys or settings.tls_client_auth:
+            conflicting = ", ".join(tls_keys or ["tls_client_auth"])
+            raise ConfigError(
+                f"insecure: true turns TLS off but {conflicting} is set: remove one of them"
+            )
+    if settings.tls_client_auth and not settings.tls_ca_file:
+        raise ConfigError(
+            "tls_client_auth: true needs tls_ca_file, the CA that signed the coordinator's"
+            " client certificate"
+        )
+    return settings
 
 
 def _parse_core_budget(value: Any) -> dict[str, int]:

@@ -27,6 +27,7 @@ import grpc
 from quorum.v1 import ensemble_pb2, inference_pb2, inference_pb2_grpc, verdict_pb2
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, ModelConfig, message_options
 from server.dispatch import DispatchPlan, Slot
+from server.security import ChannelSecurity
 from server.worker_health import WorkerHealth
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,15 @@ class ModelOutcome:
 
 
 class WorkerClients:
-    """One gRPC channel per worker address; a model has one address or several replicas."""
+    """One gRPC channel per worker address; a model has one address or several replicas.
+
+    `security` None is plaintext on loopback only.
+    """
 
     def __init__(
         self,
         addresses: Mapping[str, str | Sequence[str]],
+        security: ChannelSecurity | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._options = message_options(max_message_bytes) + RECONNECT_OPTIONS
@@ -91,13 +96,18 @@ class WorkerClients:
         }
         # The first address of each model, which names its host for the core budget.
         self.addresses = {name: replicas[0] for name, replicas in self.replicas.items()}
+        self.security = security or ChannelSecurity.loopback_plaintext()
+        # A plaintext worker address off this machine fails here, at start-up.
+        for replicas in self.replicas.values():
+            for address in replicas:
+                self.security.check_address(address)
         # Opened on first use, inside the event loop that serves the calls.
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.health = WorkerHealth()
 
     def channel_to(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = self.security.open_aio(address, options=self._options)
         return self._channels[address]
 
     def stub(self, name: str) -> inference_pb2_grpc.InferenceStub:

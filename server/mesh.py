@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.config import Config
 from server.parent_watch import PARENT_PID_ENV
+from server.security import worker_channel_security
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,10 @@ class LocalMesh:
                 raise MeshError(f"{entry.name} did not start within {self.start_timeout_s:.0f} s")
             time.sleep(0.05)
         entry.port = int(entry.port_file.read_text().strip())
-        with grpc.insecure_channel(entry.address) as channel:
+        # The coordinator's worker credentials also pass the coordinator's TLS, and health
+        # checks need no bearer token.
+        security = worker_channel_security(self.config.security)
+        with security.open(entry.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 self._check_alive(entry)

@@ -19,6 +19,11 @@ from server.fanout import WorkerClients
 from server.market_store import MarketStore
 from server.port_file import write_port_file
 from server.result_store import ResultStore
+from server.security import (
+    coordinator_interceptors,
+    coordinator_server_security,
+    worker_channel_security,
+)
 from server.tokenizer import ReferenceTokenizer
 from server.validation import InvalidArgument
 
@@ -122,10 +127,12 @@ def worker_addresses(
 def build_cycle(
     config: Config, addresses: Mapping[str, Sequence[str]]
 ) -> tuple[Cycle, WorkerClients]:
+    workers = WorkerClients(
+        addresses, worker_channel_security(config.security), config.max_message_bytes
+    )
     files = check_model_files(config)
     tokenizer_name = config.context_tokenizer_model or config.models[0].name
     tokenizer = ReferenceTokenizer(tokenizer_name, files[tokenizer_name])
-    workers = WorkerClients(addresses, config.max_message_bytes)
     lake = Path(config.data_lake)
     deps = CycleDependencies(
         config=config,
@@ -145,8 +152,14 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the Ensemble API until `stop` is set or SIGTERM/SIGINT arrives."""
+    # Credentials and the token file are checked before the tokenizer model loads.
+    security = coordinator_server_security(config.security)
+    security.check_listen(listen)
+    interceptors = coordinator_interceptors(config.security)
     cycle, workers = build_cycle(config, addresses)
-    server = grpc.aio.server(options=message_options(config.max_message_bytes))
+    server = grpc.aio.server(
+        options=message_options(config.max_message_bytes), interceptors=interceptors
+    )
     ensemble_pb2_grpc.add_EnsembleServicer_to_server(
         EnsembleServicer(cycle, workers, config), server
     )
@@ -155,7 +168,7 @@ async def serve(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(listen)
+    port = security.bind(server, listen)
     if port == 0:
         raise OSError(f"could not bind the coordinator to {listen}")
     await server.start()

@@ -46,6 +46,8 @@ def write_config(
         "max_processing_time_seconds": 120,
         "data_lake": str(lake),
         "models_dir": str(directory / "models"),
+        # Every test server listens on 127.0.0.1; tests/faults covers TLS.
+        "insecure": True,
         "models": models,
     }
     data.update(settings)

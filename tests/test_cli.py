@@ -217,6 +217,11 @@ def test_reference_config_starts_once_files_exist(tmp_path, smollm2_path):
         # No worker runs: a closed loopback port keeps every call on this machine.
         model["address"] = "127.0.0.1:1"
     reference["data_lake"] = str(tmp_path / "lake")
+    # The reference's certificates do not exist here; tests/faults runs TLS.
+    for key in ("tls_cert_file", "tls_key_file", "tls_ca_file", "auth_token_file"):
+        del reference[key]
+    reference["tls_client_auth"] = False
+    reference["insecure"] = True
     config = tmp_path / "reference.yaml"
     config.write_text(yaml.safe_dump(reference))
     port_file = tmp_path / "coordinator.port"

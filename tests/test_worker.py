@@ -343,6 +343,7 @@ def test_sigterm_drains_stream(tmp_path: Path, smollm2_path: Path):
     config_path.write_text(
         yaml.safe_dump(
             {
+                "insecure": True,
                 "models": [
                     {
                         "name": "smollm2-135m",
@@ -352,7 +353,7 @@ def test_sigterm_drains_stream(tmp_path: Path, smollm2_path: Path):
                         "n_ctx": WORKER_N_CTX,
                         "max_tokens": WORKER_MAX_TOKENS,
                     }
-                ]
+                ],
             }
         )
     )

@@ -21,6 +21,7 @@ from quorum.v1 import inference_pb2_grpc
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, Config, ConfigError, message_options
 from server.model_files import ModelFileError
 from server.port_file import write_port_file
+from server.security import ServerSecurity, worker_server_security
 from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
 from worker.service import DEFAULT_MAX_QUEUE, SERVICE_NAME, InferenceService
 
@@ -37,7 +38,10 @@ class WorkerStartError(RuntimeError):
 
 
 class WorkerServer:
-    """A grpc.aio server holding one model's Inference service, health and reflection."""
+    """A grpc.aio server holding one model's Inference service, health and reflection.
+
+    `security` None serves plaintext on loopback only.
+    """
 
     def __init__(
         self,
@@ -46,10 +50,12 @@ class WorkerServer:
         grace_s: float = DEFAULT_GRACE_S,
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        security: ServerSecurity | None = None,
     ) -> None:
         self.model = model
         self.listen = listen
         self.grace_s = grace_s
+        self.security = security or ServerSecurity.loopback_plaintext()
         self.port = 0
         self._server = grpc.aio.server(options=message_options(max_message_bytes))
         self._service = InferenceService(model, max_queue)
@@ -68,7 +74,7 @@ class WorkerServer:
             self._server,
         )
         try:
-            self.port = self._server.add_insecure_port(self.listen)
+            self.port = self.security.bind(self._server, self.listen)
         except RuntimeError as error:
             raise WorkerStartError(f"cannot listen on {self.listen}: {error}") from None
         if self.port == 0:
@@ -114,12 +120,13 @@ async def serve(
     stop: asyncio.Event | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    security: ServerSecurity | None = None,
 ) -> None:
     """Serve `model` on `listen` until SIGTERM, SIGINT or `stop` is set, then drain and stop.
 
     Signal handlers are installed only when serve runs in the main thread.
     """
-    server = WorkerServer(model, listen, grace_s, max_queue, max_message_bytes)
+    server = WorkerServer(model, listen, grace_s, max_queue, max_message_bytes, security)
     port = await server.start()
     if port_file is not None:
         write_port_file(port_file, port)
@@ -144,17 +151,19 @@ async def serve(
 def run_worker(config: Config, model_name: str, listen: str | None, port_file: Path | None) -> int:
     """Load `model_name` from `config` and serve it; return the process exit status.
 
-    `listen` None uses the model's configured address. A missing model file or a model that
-    fails to load is logged with its file name and gives exit status 2.
+    `listen` None uses the model's configured address. A missing model file, a model that
+    fails to load or invalid TLS settings are logged and give exit status 2. TLS settings
+    are checked before the model loads, so that a rejected listen address fails at once.
     """
     try:
         settings = ModelSettings.from_config(config, model_name)
+        address = listen or config.model(model_name).address
+        security = worker_server_security(config.security)
+        security.check_listen(address)
         model = load_model(settings)
     except (ConfigError, ModelFileError, ModelLoadError) as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
-    entry = config.model(model_name)
-    address = listen or entry.address
     try:
         asyncio.run(
             serve(
@@ -162,8 +171,9 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
                 address,
                 port_file,
                 grace_s=config.shutdown_grace_seconds,
-                max_queue=entry.max_queue,
+                max_queue=config.model(model_name).max_queue,
                 max_message_bytes=config.max_message_bytes,
+                security=security,
             )
         )
     except WorkerStartError as error:
