@@ -12,13 +12,18 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.context import Context as TraceContext
+from prometheus_client import Gauge
 
 from quorum.v1 import ensemble_pb2, inference_pb2, inference_pb2_grpc
 from server.config import ModelConfig
-from server.dispatch import DispatchPlan, Slot
+from server.dispatch import CoreBudget, DispatchPlan, Slot
+from server.logs import bound_fields
+from server.tracing import child_span, context_with, inject_metadata
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,16 @@ _FAILURE_BY_CODE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: ensemble_pb2.FAILURE_KIND_DEADLINE,
     grpc.StatusCode.CANCELLED: ensemble_pb2.FAILURE_KIND_CANCELLED,
 }
+
+
+@dataclass(frozen=True)
+class FanOutTelemetry:
+    """Where a fan-out reports: spans under `parent`, waiting models on `queue_depth`."""
+
+    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+    parent: TraceContext | None = None
+    # Labelled by host: models waiting for that host's core budget.
+    queue_depth: Gauge | None = None
 
 
 @dataclass(frozen=True)
@@ -81,14 +96,19 @@ async def fan_out(
     timeout_s: float,
     emit: EventSink,
     on_outcome: Callable[[ModelOutcome], Awaitable[None]],
+    telemetry: FanOutTelemetry | None = None,
 ) -> list[ModelOutcome]:
     """Run every slot of the plan; return outcomes in the plan's order.
 
     `emit` receives each model's start and token events; `on_outcome` each model's outcome
-    as soon as it is known.
+    as soon as it is known. Each model's call is a span under `telemetry.parent`, and its
+    trace context goes to the worker in the call's metadata.
     """
+    telemetry = telemetry or FanOutTelemetry()
     tasks = [
-        asyncio.create_task(_run_slot(slot, plan, clients, request, timeout_s, emit, on_outcome))
+        asyncio.create_task(
+            _run_slot(slot, plan, clients, request, timeout_s, emit, on_outcome, telemetry)
+        )
         for slot in plan.slots
     ]
     try:
@@ -108,12 +128,46 @@ async def _run_slot(
     timeout_s: float,
     emit: EventSink,
     on_outcome: Callable[[ModelOutcome], Awaitable[None]],
+    telemetry: FanOutTelemetry,
+) -> ModelOutcome:
+    name = slot.model.name
+    attributes = {"quorum.model": name, "rpc.system": "grpc", "rpc.method": "Generate"}
+    # This runs in its own task, so the model's log field stays with this model's lines.
+    with (
+        bound_fields(model=name),
+        child_span(
+            telemetry.tracer,
+            f"generate {name}",
+            telemetry.parent,
+            attributes,
+            kind=trace.SpanKind.CLIENT,
+        ) as span,
+    ):
+        outcome = await _run_slot_traced(
+            slot, plan, clients, template, timeout_s, emit, telemetry, span
+        )
+        _describe_outcome(span, outcome)
+    await on_outcome(outcome)
+    return outcome
+
+
+async def _run_slot_traced(
+    slot: Slot,
+    plan: DispatchPlan,
+    clients: WorkerClients,
+    template: inference_pb2.GenerateRequest,
+    timeout_s: float,
+    emit: EventSink,
+    telemetry: FanOutTelemetry,
+    span: trace.Span,
 ) -> ModelOutcome:
     budget = plan.budgets[slot.host]
     name = slot.model.name
     queued = time.monotonic()
-    await budget.acquire(slot.cores)
+    await _acquire_cores(budget, slot, telemetry.queue_depth)
     started = time.monotonic()
+    span.add_event("cores_acquired", {"quorum.queued_ms": (started - queued) * 1000.0})
+    metadata = inject_metadata(context_with(span, telemetry.parent))
     try:
         await emit(
             ensemble_pb2.AnalysisEvent(
@@ -123,12 +177,36 @@ async def _run_slot(
         request = inference_pb2.GenerateRequest()
         request.CopyFrom(template)
         request.max_tokens = slot.model.max_tokens
-        outcome = await _generate(slot, clients, request, timeout_s, emit, started)
-        outcome = dataclasses.replace(outcome, queued_ms=(started - queued) * 1000.0)
+        outcome = await _generate(slot, clients, request, timeout_s, emit, started, metadata)
+        return dataclasses.replace(outcome, queued_ms=(started - queued) * 1000.0)
     finally:
         budget.release(slot.cores)
-    await on_outcome(outcome)
-    return outcome
+
+
+async def _acquire_cores(budget: CoreBudget, slot: Slot, queue_depth: Gauge | None) -> None:
+    if queue_depth is None:
+        await budget.acquire(slot.cores)
+        return
+    waiting = queue_depth.labels(slot.host)
+    waiting.inc()
+    try:
+        await budget.acquire(slot.cores)
+    finally:
+        waiting.dec()
+
+
+def _describe_outcome(span: trace.Span, outcome: ModelOutcome) -> None:
+    span.set_attribute("quorum.queued_ms", outcome.queued_ms)
+    span.set_attribute("quorum.elapsed_ms", outcome.elapsed_ms)
+    span.set_attribute("quorum.answered", outcome.answered)
+    if outcome.result is not None:
+        stats = outcome.result.stats
+        span.set_attribute("gen_ai.usage.input_tokens", stats.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", stats.completion_tokens)
+        span.set_attribute("quorum.time_to_first_token_ms", stats.time_to_first_token_ms)
+    if not outcome.answered:
+        span.set_attribute("quorum.failure", outcome.failure)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.failure))
 
 
 async def _generate(
@@ -138,10 +216,11 @@ async def _generate(
     timeout_s: float,
     emit: EventSink,
     started: float,
+    trace_metadata: tuple[tuple[str, str], ...] = (),
 ) -> ModelOutcome:
     name = slot.model.name
     address = clients.addresses[name]
-    metadata = (("x-request-id", request.request_id),)
+    metadata = (("x-request-id", request.request_id), *trace_metadata)
     call = clients.stub(name).Generate(request, timeout=timeout_s, metadata=metadata)
     result: inference_pb2.GenerationResult | None = None
     try:

@@ -17,9 +17,12 @@ from server.config import Config, check_model_files
 from server.cycle import Cycle, CycleDependencies
 from server.fanout import CHANNEL_OPTIONS, WorkerClients
 from server.market_store import MarketStore
+from server.metrics import CoordinatorMetrics
+from server.observability import Observability
 from server.port_file import write_port_file
 from server.result_store import ResultStore
 from server.tokenizer import ReferenceTokenizer
+from server.tracing import extract_metadata
 from server.validation import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
         self.cycle = cycle
         self.workers = workers
         self.config = config
+        self.metrics = cycle.metrics
 
     async def Analyze(
         self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
@@ -53,13 +57,16 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
     async def _events(
         self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
+        trace_parent = extract_metadata(context.invocation_metadata())
         try:
-            async for event in self.cycle.run(request):
+            async for event in self.cycle.run(request, trace_parent):
                 yield event
         except InvalidArgument as error:
+            self.metrics.cycle_errors.labels("invalid_argument").inc()
             log.info("Rejected Analyze for %r: %s", request.symbol, error)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except asyncio.CancelledError:
+            self.metrics.cycle_errors.labels("cancelled").inc()
             log.info(
                 "Analyze for %s at %s cancelled by the client (request id %r)",
                 request.symbol,
@@ -67,6 +74,11 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
                 request.request_id,
             )
             raise
+        except Exception as error:
+            # The RPC boundary: logged once here with its traceback, the client gets the reason.
+            self.metrics.cycle_errors.labels("error").inc()
+            log.exception("Analyze for %s failed", request.symbol)
+            await context.abort(grpc.StatusCode.INTERNAL, f"analysis failed: {error}")
 
     async def ListModels(
         self, request: ensemble_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -90,6 +102,7 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
             )
         except grpc.aio.AioRpcError as error:
             status.error = f"{error.code().name}: {error.details()}"
+            log.warning("Describe of model %s at %s failed: %s", name, status.address, status.error)
             return status
         status.healthy = True
         status.description.CopyFrom(description)
@@ -113,7 +126,9 @@ def worker_addresses(config: Config, overrides: Mapping[str, str]) -> dict[str, 
     return addresses
 
 
-def build_cycle(config: Config, addresses: Mapping[str, str]) -> tuple[Cycle, WorkerClients]:
+def build_cycle(
+    config: Config, addresses: Mapping[str, str], observability: Observability
+) -> tuple[Cycle, WorkerClients]:
     files = check_model_files(config)
     tokenizer_name = config.context_tokenizer_model or config.models[0].name
     tokenizer = ReferenceTokenizer(tokenizer_name, files[tokenizer_name])
@@ -125,6 +140,8 @@ def build_cycle(config: Config, addresses: Mapping[str, str]) -> tuple[Cycle, Wo
         results=ResultStore(lake),
         workers=workers,
         tokenizer=tokenizer,
+        tracer=observability.tracer,
+        metrics=CoordinatorMetrics(observability.registry),
     )
     return Cycle(deps), workers
 
@@ -135,10 +152,30 @@ async def serve(
     addresses: Mapping[str, str],
     port_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    observability: Observability | None = None,
 ) -> None:
-    """Serve the Ensemble API until `stop` is set or SIGTERM/SIGINT arrives."""
-    cycle, workers = build_cycle(config, addresses)
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    """Serve the Ensemble API until `stop` is set or SIGTERM/SIGINT arrives.
+
+    `observability` supplies the metrics registry, its `/metrics` port and the tracer; by
+    default metrics stay in memory and no spans are exported.
+    """
+    observability = observability or Observability("quorum-coordinator")
+    try:
+        await _serve(config, listen, addresses, port_file, stop, observability)
+    finally:
+        observability.close()
+
+
+async def _serve(
+    config: Config,
+    listen: str,
+    addresses: Mapping[str, str],
+    port_file: Path | None,
+    stop: asyncio.Event | None,
+    observability: Observability,
+) -> None:
+    cycle, workers = build_cycle(config, addresses, observability)
+    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=observability.interceptors())
     ensemble_pb2_grpc.add_EnsembleServicer_to_server(
         EnsembleServicer(cycle, workers, config), server
     )
@@ -150,6 +187,7 @@ async def serve(
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"could not bind the coordinator to {listen}")
+    observability.start_metrics_server(listen)
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)

@@ -20,7 +20,9 @@ from grpc_reflection.v1alpha import reflection
 from quorum.v1 import inference_pb2_grpc
 from server.config import Config, ConfigError
 from server.model_files import ModelFileError
+from server.observability import Observability, ObservabilityOptions
 from server.port_file import write_port_file
+from worker.metrics import WorkerMetrics
 from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
 from worker.service import SERVICE_NAME, InferenceService
 
@@ -39,13 +41,21 @@ class WorkerStartError(RuntimeError):
 class WorkerServer:
     """A grpc.aio server holding one model's Inference service, health and reflection."""
 
-    def __init__(self, model: LoadedModel, listen: str, grace_s: float = DEFAULT_GRACE_S) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        listen: str,
+        grace_s: float = DEFAULT_GRACE_S,
+        observability: Observability | None = None,
+    ) -> None:
         self.model = model
         self.listen = listen
         self.grace_s = grace_s
         self.port = 0
-        self._server = grpc.aio.server()
-        self._service = InferenceService(model)
+        self.observability = observability or Observability(f"quorum-worker-{model.info.name}")
+        self.metrics = WorkerMetrics(self.observability.registry, model.info.name)
+        self._server = grpc.aio.server(interceptors=self.observability.interceptors())
+        self._service = InferenceService(model, self.metrics, self.observability.tracer)
         self._health = health.aio.HealthServicer()
 
     async def start(self) -> int:
@@ -69,6 +79,8 @@ class WorkerServer:
         # The model is loaded before the server starts, so it serves from the first call.
         for service in (SERVICE_NAME, ""):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        # Bound before the gRPC server starts, so a taken metrics port stops nothing running.
+        self.observability.start_metrics_server(self.listen)
         await self._server.start()
         log.info(
             "Worker for model %s serving on %s (port %d)",
@@ -92,6 +104,7 @@ class WorkerServer:
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.grace_s)
         self._service.close()
+        self.observability.close()
         log.info("Worker for model %s stopped", self.model.info.name)
 
 
@@ -101,12 +114,13 @@ async def serve(
     port_file: Path | None = None,
     grace_s: float = DEFAULT_GRACE_S,
     stop: asyncio.Event | None = None,
+    observability: Observability | None = None,
 ) -> None:
     """Serve `model` on `listen` until SIGTERM, SIGINT or `stop` is set, then drain and stop.
 
     Signal handlers are installed only when serve runs in the main thread.
     """
-    server = WorkerServer(model, listen, grace_s)
+    server = WorkerServer(model, listen, grace_s, observability)
     port = await server.start()
     if port_file is not None:
         write_port_file(port_file, port)
@@ -128,11 +142,18 @@ async def serve(
         await server.stop()
 
 
-def run_worker(config: Config, model_name: str, listen: str | None, port_file: Path | None) -> int:
+def run_worker(
+    config: Config,
+    model_name: str,
+    listen: str | None,
+    port_file: Path | None,
+    options: ObservabilityOptions | None = None,
+) -> int:
     """Load `model_name` from `config` and serve it; return the process exit status.
 
-    `listen` None uses the model's configured address. A missing model file or a model that
-    fails to load is logged with its file name and gives exit status 2.
+    `listen` None uses the model's configured address. A missing model file, a model that
+    fails to load or an address (gRPC or metrics) that cannot be bound is logged and gives
+    exit status 2.
     """
     try:
         settings = ModelSettings.from_config(config, model_name)
@@ -141,9 +162,10 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
     address = listen or config.model(model_name).address
+    observability = Observability(f"quorum-worker-{model_name}", options)
     try:
-        asyncio.run(serve(model, address, port_file))
-    except WorkerStartError as error:
+        asyncio.run(serve(model, address, port_file, observability=observability))
+    except (WorkerStartError, OSError) as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
     finally:
