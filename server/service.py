@@ -198,9 +198,19 @@ async def _serve(
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+        except (RuntimeError, ValueError):
+            # add_signal_handler works only in the main thread (tests run servers elsewhere).
+            break
+    try:
+        await stop.wait()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
 
     log.info("Coordinator stopping: NOT_SERVING, draining for up to %.0f s", SHUTDOWN_GRACE_S)
     await health_servicer.enter_graceful_shutdown()
