@@ -94,9 +94,7 @@ def test_cycle_consensus_gauge_matches(servers, cycle):
 def test_cycle_decision_counted(servers, cycle):
     coordinator, _ = servers
     action = ensemble_pb2.Action.Name(cycle.decision.action).removeprefix("ACTION_").lower()
-    direction = {1: "bullish", 2: "bearish", 3: "neutral", 4: "uncertain"}[
-        cycle.decision.direction
-    ]
+    direction = {1: "bullish", 2: "bearish", 3: "neutral", 4: "uncertain"}[cycle.decision.direction]
     count = coordinator.observed.value(
         "finance_ensemble_decisions_total", symbol="BTC", action=action, direction=direction
     )
@@ -142,8 +140,7 @@ def test_worker_rates_positive(servers, cycle):
     assert cycle.verdicts[0].stats.completion_tokens > 1
     assert worker.observed.value("finance_ensemble_worker_tokens_per_second", model=MODEL) > 0
     assert (
-        worker.observed.value("finance_ensemble_worker_prompt_tokens_per_second", model=MODEL)
-        > 0
+        worker.observed.value("finance_ensemble_worker_prompt_tokens_per_second", model=MODEL) > 0
     )
 
 
@@ -326,16 +323,12 @@ def _metric_names(expr: str) -> set[str]:
 
 def _dashboard_exprs() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
-    return [
-        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
-    ]
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
 def test_dashboard_names_exported_metrics(servers, failed_cycle):
     coordinator, worker = servers
-    families, samples = _exported_names(
-        [coordinator.observed.registry, worker.observed.registry]
-    )
+    families, samples = _exported_names([coordinator.observed.registry, worker.observed.registry])
     exprs = _dashboard_exprs()
     names = set().union(*(_metric_names(expr) for expr in exprs))
     assert len(exprs) >= 12
@@ -346,7 +339,7 @@ def test_dashboard_names_exported_metrics(servers, failed_cycle):
 
 def test_dashboard_metric_names_parsed():
     names = _metric_names(
-        "histogram_quantile(0.95, sum by (le, symbol) (rate(a_seconds_bucket{x=\"y\"}[5m])))"
+        'histogram_quantile(0.95, sum by (le, symbol) (rate(a_seconds_bucket{x="y"}[5m])))'
         " / sum without (model) (b_total)"
     )
     assert names == {"a_seconds_bucket", "b_total"}
