@@ -44,7 +44,7 @@ _FAILURE_BY_CODE = {
 
 @dataclass(frozen=True)
 class FanOutTelemetry:
-    """Where a fan-out reports: spans under `parent`, waiting models on `queue_depth`."""
+    """Telemetry targets of a fan-out: spans under `parent`, waiting models on `queue_depth`."""
 
     tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
     parent: TraceContext | None = None

@@ -46,8 +46,8 @@ def bind_fields(**fields: str) -> list[contextvars.Token[str | None]]:
 
 def unbind_fields(tokens: list[contextvars.Token[str | None]]) -> None:
     for token in reversed(tokens):
-        # An async generator that is closed by the garbage collector runs its `finally` in
-        # another context, where the token does not apply; that context ends with it anyway.
+        # An async generator closed by the garbage collector runs its `finally` in another
+        # context, where the token does not apply. That context ends with the generator.
         with contextlib.suppress(ValueError):
             token.var.reset(token)
 

@@ -44,6 +44,11 @@ class CoordinatorMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._add_cycle_metrics(registry)
+        self._add_model_metrics(registry)
+        self._add_load_metrics(registry)
+
+    def _add_cycle_metrics(self, registry: CollectorRegistry) -> None:
         self.processing_seconds = Histogram(
             "finance_ensemble_processing_seconds",
             "Duration of an analysis cycle, from request to recorded result",
@@ -88,7 +93,8 @@ class CoordinatorMetrics:
             ["symbol"],
             registry=registry,
         )
-        self._add_model_metrics(registry)
+
+    def _add_load_metrics(self, registry: CollectorRegistry) -> None:
         self.queue_depth = Gauge(
             "finance_ensemble_queue_depth",
             "Models waiting at the coordinator for their host's core budget",

@@ -1,5 +1,5 @@
-"""What one server process needs to be observed: a metrics registry with its `/metrics`
-HTTP endpoint, a tracer, and the gRPC server metrics interceptor."""
+"""Observability of one server process: a metrics registry with its `/metrics` HTTP
+endpoint, a tracer, and the gRPC server metrics interceptor."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         if handler is None:
-            # An unknown method: grpc answers UNIMPLEMENTED without calling any behavior.
+            # An unknown method: grpc returns UNIMPLEMENTED without calling any behavior.
             return handler
         service, _, method = handler_call_details.method.lstrip("/").partition("/")
         call = _CallLabels(self._metrics, _rpc_type(handler), service, method)

@@ -32,8 +32,11 @@ def make_tracer_provider(
     otlp_endpoint: str | None = None,
     processors: Sequence[SpanProcessor] = (),
 ) -> TracerProvider:
-    """Return a provider for `service_name`; spans go to the OTLP endpoint when one is given,
-    and to each of `processors` (tests pass one with an in-memory exporter)."""
+    """Return a tracer provider for `service_name`.
+
+    Spans go to the OTLP endpoint when one is given, and to each of `processors`. Tests pass
+    a processor with an in-memory exporter.
+    """
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if otlp_endpoint:
         # Imported here so that a process without an endpoint does not load the exporter.
