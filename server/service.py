@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from server.metrics import CoordinatorMetrics
 from server.observability import Observability
 from server.port_file import write_port_file
 from server.result_store import ResultStore
+from server.stop_signals import wait_for_stop
 from server.tokenizer import ReferenceTokenizer
 from server.tracing import extract_metadata
 from server.validation import InvalidArgument
@@ -196,21 +196,7 @@ async def _serve(
     if port_file is not None:
         write_port_file(port_file, port)
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-        except (RuntimeError, ValueError):
-            # add_signal_handler works only in the main thread (tests run servers elsewhere).
-            break
-    try:
-        await stop.wait()
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+    await wait_for_stop(stop or asyncio.Event())
 
     log.info("Coordinator stopping: NOT_SERVING, draining for up to %.0f s", SHUTDOWN_GRACE_S)
     await health_servicer.enter_graceful_shutdown()

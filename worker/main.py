@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 import grpc
@@ -22,6 +21,7 @@ from server.config import Config, ConfigError
 from server.model_files import ModelFileError
 from server.observability import Observability, ObservabilityOptions
 from server.port_file import write_port_file
+from server.stop_signals import wait_for_stop
 from worker.metrics import WorkerMetrics
 from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
 from worker.service import SERVICE_NAME, InferenceService
@@ -124,21 +124,9 @@ async def serve(
     port = await server.start()
     if port_file is not None:
         write_port_file(port_file, port)
-    stop_event = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop_event.set)
-            handled.append(signum)
-        except (RuntimeError, ValueError):
-            # add_signal_handler works only in the main thread (tests run servers elsewhere).
-            break
     try:
-        await stop_event.wait()
+        await wait_for_stop(stop or asyncio.Event())
     finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
         await server.stop()
 
 
