@@ -1,4 +1,4 @@
-"""Stop a server's event loop on SIGTERM or SIGINT."""
+"""Wait for a server's stop request: an event set in-process, SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
