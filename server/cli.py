@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from server import config as config_module
+from server import logs
 from server.config import Config, ConfigError
 from server.market_store import MarketStore
+from server.observability import ObservabilityOptions
 from server.parent_watch import terminate_with_parent
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Servers log their starts and stops by default; one-shot commands only warnings.
     default_level = "INFO" if args.command in ("worker", "serve", "up") else "WARNING"
-    _setup_logging(args.log_level or default_level)
+    logs.configure(args.log_level or default_level, args.log_format or "text")
     try:
         config = config_module.load(args.config)
         return int(args.handler(args, config))
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_common_options(parser: argparse.ArgumentParser, config: object, level: str | None) -> None:
+def _add_common_options(
+    parser: argparse.ArgumentParser, config: object, default: str | None
+) -> None:
     parser.add_argument(
         "--config",
         type=Path,
@@ -75,10 +79,43 @@ def _add_common_options(parser: argparse.ArgumentParser, config: object, level: 
     )
     parser.add_argument(
         "--log-level",
-        default=level,
+        default=default,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level for messages on standard error"
         " (default: INFO for worker, serve and up, WARNING otherwise)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=default,
+        choices=logs.LOG_FORMATS,
+        help="log lines as text, or as one JSON object per line for log shippers (default: text)",
+    )
+
+
+def _add_observability_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics over HTTP at /metrics on this port, on the host of the"
+        " gRPC address; 0 picks a free port, reported in the log (default: no /metrics)",
+    )
+    parser.add_argument("--metrics-port-file", type=Path, help="write the bound metrics port here")
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export OpenTelemetry traces over OTLP/gRPC to this collector, for example"
+        " http://127.0.0.1:4317 (default: no traces exported)",
+    )
+
+
+def _observability_options(args: argparse.Namespace) -> ObservabilityOptions:
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port {args.metrics_port} is not a port number (0 to 65535)")
+    return ObservabilityOptions(
+        metrics_port=args.metrics_port,
+        metrics_port_file=getattr(args, "metrics_port_file", None),
+        otlp_endpoint=args.otlp_endpoint,
     )
 
 
@@ -113,6 +150,7 @@ def _add_worker(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--model", required=True, help="model name from the configuration")
     worker.add_argument("--listen", help="host:port to bind (default: the model's address)")
     worker.add_argument("--port-file", type=Path, help="write the bound port here when serving")
+    _add_observability_options(worker)
     worker.set_defaults(handler=_run_worker)
 
 
@@ -128,12 +166,26 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         " it replicas",
     )
     serve.add_argument("--port-file", type=Path, help="write the bound port here when serving")
+    _add_observability_options(serve)
     serve.set_defaults(handler=_run_serve)
 
 
 def _add_up(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser(
         "up", help="start every worker and the coordinator on loopback and wait"
+    )
+    up.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics of the coordinator on PORT and of the workers on the ports after"
+        " it (PORT+1, ...); 0 picks free ports; all are printed (default: no /metrics)",
+    )
+    up.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export every process's traces over OTLP/gRPC to this collector"
+        " (default: no traces exported)",
     )
     up.set_defaults(handler=_run_up)
 
@@ -230,14 +282,6 @@ def _parse_time(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def _run_ingest(args: argparse.Namespace, config: Config) -> int:
     if not args.bundled and args.csv is None:
         print("quorum ingest: pass --bundled or --csv PATH --symbol SYMBOL", file=sys.stderr)
@@ -304,7 +348,7 @@ def _day(time_ns: int) -> str:
 def _run_worker(args: argparse.Namespace, config: Config) -> int:
     from worker.main import run_worker
 
-    return run_worker(config, args.model, args.listen, args.port_file)
+    return run_worker(config, args.model, args.listen, args.port_file, _observability_options(args))
 
 
 def _run_serve(args: argparse.Namespace, config: Config) -> int:
@@ -322,8 +366,15 @@ def _run_serve(args: argparse.Namespace, config: Config) -> int:
     except ValueError as error:
         print(f"quorum serve: {error}", file=sys.stderr)
         return 2
+    from server.observability import Observability
+
     listen = args.listen or config.coordinator_listen
-    asyncio.run(serve(config, listen, addresses, args.port_file))
+    observability = Observability("quorum-coordinator", _observability_options(args))
+    try:
+        asyncio.run(serve(config, listen, addresses, args.port_file, observability=observability))
+    except OSError as error:
+        log.error("Coordinator cannot start: %s", error)
+        return 2
     return 0
 
 
@@ -333,7 +384,14 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
     from server.mesh import LocalMesh, MeshError
 
     config_module.check_model_files(config)
-    mesh = LocalMesh(config, Path(config.source_path))
+    options = _observability_options(args)
+    mesh = LocalMesh(
+        config,
+        Path(config.source_path),
+        log_format=args.log_format or "text",
+        metrics_port=options.metrics_port,
+        otlp_endpoint=options.otlp_endpoint,
+    )
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopped.set())
@@ -346,6 +404,8 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
         print(f"coordinator {address}")
         for name, worker_address in mesh.worker_addresses().items():
             print(f"worker {name} {worker_address}")
+        for name, metrics_url in mesh.metrics_urls().items():
+            print(f"metrics {name} {metrics_url}")
         print(f"Analyze with: quorum analyze --coordinator {address} --symbol BTC --at ...")
         sys.stdout.flush()
         stopped.wait()

@@ -7,10 +7,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.context import Context as TraceContext
+from prometheus_client import CollectorRegistry
 
 from fastpath.consensus import ConsensusResult, weighted_consensus
 from quorum.v1 import ensemble_pb2, inference_pb2
@@ -20,12 +24,15 @@ from server.config import Config, Thresholds
 from server.consensus_policy import decide
 from server.context_builder import Context, build_context, choose_context_size
 from server.dispatch import CoreBudget, DispatchPlan
-from server.fanout import CallLimits, ModelOutcome, WorkerClients, fan_out
-from server.features import Features, compute_features
+from server.fanout import CallLimits, FanOutTelemetry, ModelOutcome, WorkerClients, fan_out
+from server.features import FamilyScope, Features, compute_features
+from server.logs import bind_fields, unbind_fields
 from server.market_data import NS_PER_MINUTE, Bars, MarketInputs, NewsItem, OrderBookSnapshot
 from server.market_store import MarketStore
+from server.metrics import CoordinatorMetrics
 from server.result_store import ResultStore
 from server.tokenizer import ReferenceTokenizer
+from server.tracing import child_span, context_with
 from server.validation import ValidatedRequest, validate_request
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,11 @@ class CycleDependencies:
     results: ResultStore
     workers: WorkerClients
     tokenizer: ReferenceTokenizer
+    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+    # A registry of its own unless the caller passes metrics on the registry it serves.
+    metrics: CoordinatorMetrics = field(
+        default_factory=lambda: CoordinatorMetrics(CollectorRegistry())
+    )
 
 
 class Cycle:
@@ -54,18 +66,24 @@ class Cycle:
     def __init__(self, deps: CycleDependencies) -> None:
         self.deps = deps
         self.config = deps.config
+        self.tracer = deps.tracer
+        self.metrics = deps.metrics
         # One core budget per worker host for every cycle of this coordinator.
         self.core_budgets: dict[str, CoreBudget] = {}
         self.admission = Admission(self.config.max_concurrent_symbols, self.config.queue_strategy)
 
     async def run(
-        self, request: ensemble_pb2.AnalyzeRequest, client_remaining_s: float | None = None
+        self,
+        request: ensemble_pb2.AnalyzeRequest,
+        trace_parent: TraceContext | None = None,
+        client_remaining_s: float | None = None,
     ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
         """Validate, then run the cycle. Raises InvalidArgument before anything is written.
 
-        The cycle's deadline is cycle_deadline_seconds, cut to the client's own deadline
-        (`client_remaining_s`, the seconds its gRPC deadline leaves) less the time kept for
-        consensus and the record.
+        The cycle's span is a child of `trace_parent` when the caller sent a trace context,
+        else the root of a new trace. The cycle's deadline is cycle_deadline_seconds, cut to
+        the client's own deadline (`client_remaining_s`, the seconds its gRPC deadline
+        leaves) less the time kept for consensus and the record.
         """
         started = time.monotonic()
         limits = CallLimits(
@@ -84,42 +102,87 @@ class Cycle:
                 request.priority,
             )
         async with self.admission.slot(request.priority):
-            async for event in self._run_valid(request, request_id, valid, limits, started):
+            traced = self._traced(request, request_id, valid, limits, trace_parent, started)
+            async for event in traced:
                 yield event
 
-    async def _run_valid(
+    async def _traced(
         self,
         request: ensemble_pb2.AnalyzeRequest,
         request_id: str,
         valid: ValidatedRequest,
         limits: CallLimits,
+        trace_parent: TraceContext | None,
+        started: float,
+    ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
+        """Run an admitted cycle inside its span, with its fields bound to every log line.
+
+        `started` is when the request arrived, so elapsed times include the wait for a slot.
+        """
+        window_end = request.window_end.ToJsonString()
+        log_tokens = bind_fields(symbol=valid.symbol, window_end=window_end, request_id=request_id)
+        attributes = {
+            "quorum.symbol": valid.symbol,
+            "quorum.window_end": window_end,
+            "quorum.window_minutes": valid.window_minutes,
+            "quorum.request_id": request_id,
+        }
+        self.metrics.parallel_jobs.inc()
+        try:
+            with child_span(self.tracer, "cycle", trace_parent, attributes) as span:
+                cycle_context = context_with(span, trace_parent)
+                steps = self._steps(request, request_id, valid, limits, cycle_context, started)
+                async for event in steps:
+                    yield event
+        finally:
+            self.metrics.parallel_jobs.dec()
+            unbind_fields(log_tokens)
+
+    async def _steps(
+        self,
+        request: ensemble_pb2.AnalyzeRequest,
+        request_id: str,
+        valid: ValidatedRequest,
+        limits: CallLimits,
+        cycle_context: TraceContext,
         started: float,
     ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
         symbol = valid.symbol
-        window_minutes = valid.window_minutes
         log.info(
             "Cycle %s for %s at %s started", request_id, symbol, request.window_end.ToJsonString()
         )
 
-        inputs = await asyncio.to_thread(self._load_inputs, valid)
-        features = await asyncio.to_thread(
-            compute_features,
-            inputs.bars,
-            inputs.related,
-            window_minutes=window_minutes,
-            horizon_minutes=self.config.horizon_minutes,
-        )
-        context, expand_reason = await asyncio.to_thread(
-            self._build_context, request, inputs, features
-        )
-        summary = records.context_summary(
-            context, expand_reason, self.config.default_context_size, self.config.section_budgets
-        )
+        with child_span(self.tracer, "load_data", cycle_context) as span:
+            inputs = await asyncio.to_thread(self._load_inputs, valid)
+            span.set_attribute("quorum.bars", len(inputs.bars))
+        with child_span(self.tracer, "features", cycle_context) as span:
+            features = await asyncio.to_thread(
+                compute_features,
+                inputs.bars,
+                inputs.related,
+                window_minutes=valid.window_minutes,
+                horizon_minutes=self.config.horizon_minutes,
+                family_scope=self._family_scope(context_with(span, cycle_context)),
+            )
+        with child_span(self.tracer, "build_context", cycle_context) as span:
+            context, expand_reason = await asyncio.to_thread(
+                self._build_context, request, inputs, features
+            )
+            summary = records.context_summary(
+                context,
+                expand_reason,
+                self.config.default_context_size,
+                self.config.section_budgets,
+            )
+            span.set_attribute("quorum.context_size", summary.context_size)
+            span.set_attribute("quorum.used_tokens", summary.used_tokens)
         yield ensemble_pb2.AnalysisEvent(context_ready=summary)
 
         events: asyncio.Queue[ensemble_pb2.AnalysisEvent | None] = asyncio.Queue()
         fan_out_task = asyncio.create_task(
-            self._fan_out(request_id, inputs, window_minutes, context, events, limits)
+            self._fan_out(
+                request_id, inputs, valid.window_minutes, context, events, limits, cycle_context
+            )
         )
         try:
             while (event := await events.get()) is not None:
@@ -130,10 +193,15 @@ class Cycle:
                 fan_out_task.cancel()
                 await asyncio.gather(fan_out_task, return_exceptions=True)
 
-        result = self._conclude(request, request_id, inputs, summary, outcomes, started)
+        result = self._conclude(
+            request, request_id, inputs, summary, outcomes, started, cycle_context
+        )
         yield ensemble_pb2.AnalysisEvent(consensus=result.consensus)
         yield ensemble_pb2.AnalysisEvent(decision=result.decision)
-        await asyncio.to_thread(self._record, result)
+        with child_span(self.tracer, "record", cycle_context) as span:
+            await asyncio.to_thread(self._record, result)
+            span.set_attribute("quorum.record_path", result.record_path)
+        self.metrics.observe_result(result, time.monotonic() - started)
         log.info(
             "Cycle %s for %s finished: %s in %.1f s",
             request_id,
@@ -142,6 +210,12 @@ class Cycle:
             result.elapsed_ms / 1000,
         )
         yield ensemble_pb2.AnalysisEvent(result=result)
+
+    def _family_scope(self, features_context: TraceContext) -> FamilyScope:
+        def scope(family: str) -> AbstractContextManager[trace.Span]:
+            return child_span(self.tracer, f"features.{family}", features_context)
+
+        return scope
 
     def _load_inputs(self, valid: ValidatedRequest) -> MarketInputs:
         """Read what was known at window_end: the request's data or the store's."""
@@ -213,6 +287,7 @@ class Cycle:
         context: Context,
         events: asyncio.Queue[ensemble_pb2.AnalysisEvent | None],
         limits: CallLimits,
+        cycle_context: TraceContext,
     ) -> list[ModelOutcome]:
         generate = inference_pb2.GenerateRequest(
             request_id=request_id,
@@ -248,7 +323,10 @@ class Cycle:
 
         async def emit_outcome(outcome: ModelOutcome) -> None:
             verdict = records.model_verdict(outcome, None, 0, large_min_weight)
+            self.metrics.observe_verdict(verdict)
             await events.put(ensemble_pb2.AnalysisEvent(verdict=verdict))
+
+        telemetry = FanOutTelemetry(self.tracer, cycle_context, self.metrics.queue_depth)
 
         try:
             return await fan_out(
@@ -258,6 +336,7 @@ class Cycle:
                 limits,
                 emit,
                 emit_outcome,
+                telemetry,
             )
         finally:
             await events.put(None)
@@ -270,10 +349,17 @@ class Cycle:
         summary: ensemble_pb2.ContextSummary,
         outcomes: list[ModelOutcome],
         started: float,
+        cycle_context: TraceContext,
     ) -> ensemble_pb2.AnalysisResult:
         thresholds = self.config.thresholds
-        consensus = _consensus_of(outcomes, thresholds)
-        decision = decide(consensus, thresholds)
+        with child_span(self.tracer, "consensus", cycle_context) as span:
+            consensus = _consensus_of(outcomes, thresholds)
+            span.set_attribute("quorum.answered", consensus.answered)
+            span.set_attribute("quorum.confidence_level", consensus.confidence_level)
+            span.set_attribute("quorum.agreement_strength", consensus.agreement_strength)
+        with child_span(self.tracer, "decision", cycle_context) as span:
+            decision = decide(consensus, thresholds)
+            span.set_attribute("quorum.action", decision.action)
 
         verdicts = [
             records.model_verdict(outcome, consensus, index, thresholds.large_model_min_weight)
@@ -284,15 +370,17 @@ class Cycle:
         )
         decision_pb = records.decision_message(decision)
 
-        text = synthesis.render(
-            inputs.symbol,
-            inputs.window_end,
-            inputs.window_minutes,
-            self.config.horizon_minutes,
-            verdicts,
-            consensus_pb,
-            decision_pb,
-        )
+        with child_span(self.tracer, "synthesis", cycle_context) as span:
+            text = synthesis.render(
+                inputs.symbol,
+                inputs.window_end,
+                inputs.window_minutes,
+                self.config.horizon_minutes,
+                verdicts,
+                consensus_pb,
+                decision_pb,
+            )
+            span.set_attribute("quorum.synthesis_source", synthesis.TEMPLATE_SOURCE)
         return ensemble_pb2.AnalysisResult(
             request_id=request_id,
             symbol=inputs.symbol,

@@ -20,14 +20,19 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.context import Context as TraceContext
+from prometheus_client import Gauge
 
 from quorum.v1 import ensemble_pb2, inference_pb2, inference_pb2_grpc, verdict_pb2
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, ModelConfig, message_options
-from server.dispatch import DispatchPlan, Slot
+from server.dispatch import CoreBudget, DispatchPlan, Slot
+from server.logs import bound_fields
 from server.security import ChannelSecurity
+from server.tracing import child_span, context_with, inject_metadata
 from server.worker_health import WorkerHealth
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,16 @@ RETRY_BACKOFF_S = 0.25
 RETRY_BACKOFF_MAX_S = 4.0
 # Attempts per replica before the model is given up, when time is left.
 ATTEMPTS_PER_REPLICA = 2
+
+
+@dataclass(frozen=True)
+class FanOutTelemetry:
+    """Telemetry targets of a fan-out: spans under `parent`, waiting models on `queue_depth`."""
+
+    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+    parent: TraceContext | None = None
+    # Labelled by host: models waiting for that host's core budget.
+    queue_depth: Gauge | None = None
 
 
 @dataclass(frozen=True)
@@ -138,14 +153,19 @@ async def fan_out(
     limits: CallLimits,
     emit: EventSink,
     on_outcome: Callable[[ModelOutcome], Awaitable[None]],
+    telemetry: FanOutTelemetry | None = None,
 ) -> list[ModelOutcome]:
     """Run every slot of the plan; return outcomes in the plan's order.
 
     `emit` receives each model's start and token events; `on_outcome` each model's outcome
-    as soon as it is known.
+    as soon as it is known. Each model's call is a span under `telemetry.parent`, and its
+    trace context goes to the worker in the call's metadata.
     """
+    telemetry = telemetry or FanOutTelemetry()
     tasks = [
-        asyncio.create_task(_run_slot(slot, plan, clients, request, limits, emit, on_outcome))
+        asyncio.create_task(
+            _run_slot(slot, plan, clients, request, limits, emit, on_outcome, telemetry)
+        )
         for slot in plan.slots
     ]
     try:
@@ -181,19 +201,53 @@ async def _run_slot(
     limits: CallLimits,
     emit: EventSink,
     on_outcome: Callable[[ModelOutcome], Awaitable[None]],
+    telemetry: FanOutTelemetry,
+) -> ModelOutcome:
+    name = slot.model.name
+    attributes = {"quorum.model": name, "rpc.system": "grpc", "rpc.method": "Generate"}
+    # This runs in its own task, so the model's log field stays with this model's lines.
+    with (
+        bound_fields(model=name),
+        child_span(
+            telemetry.tracer,
+            f"generate {name}",
+            telemetry.parent,
+            attributes,
+            kind=trace.SpanKind.CLIENT,
+        ) as span,
+    ):
+        outcome = await _run_slot_traced(
+            slot, plan, clients, template, limits, emit, telemetry, span
+        )
+        _describe_outcome(span, outcome)
+    await on_outcome(outcome)
+    return outcome
+
+
+async def _run_slot_traced(
+    slot: Slot,
+    plan: DispatchPlan,
+    clients: WorkerClients,
+    template: inference_pb2.GenerateRequest,
+    limits: CallLimits,
+    emit: EventSink,
+    telemetry: FanOutTelemetry,
+    span: trace.Span,
 ) -> ModelOutcome:
     budget = plan.budgets[slot.host]
     name = slot.model.name
     queued = time.monotonic()
     try:
-        await asyncio.wait_for(budget.acquire(slot.cores), max(limits.remaining_s(), 0.0))
+        await asyncio.wait_for(
+            _acquire_cores(budget, slot, telemetry.queue_depth), max(limits.remaining_s(), 0.0)
+        )
     except TimeoutError:
         reason = (
             f"the cycle deadline passed after {time.monotonic() - queued:.1f} s of waiting for"
             f" {slot.cores} cores on {slot.host}"
         )
         log.warning("Model %s not called for %s: %s", name, template.request_id, reason)
-        outcome = ModelOutcome(
+        return ModelOutcome(
             slot.model,
             clients.addresses[name],
             None,
@@ -202,9 +256,9 @@ async def _run_slot(
             0.0,
             _ms_since(queued),
         )
-        await on_outcome(outcome)
-        return outcome
     started = time.monotonic()
+    span.add_event("cores_acquired", {"quorum.queued_ms": (started - queued) * 1000.0})
+    metadata = inject_metadata(context_with(span, telemetry.parent))
     try:
         await emit(
             ensemble_pb2.AnalysisEvent(
@@ -214,12 +268,38 @@ async def _run_slot(
         request = inference_pb2.GenerateRequest()
         request.CopyFrom(template)
         request.max_tokens = slot.model.max_tokens
-        outcome = await _generate_with_retries(slot, clients, request, limits, emit, started)
-        outcome = dataclasses.replace(outcome, queued_ms=(started - queued) * 1000.0)
+        outcome = await _generate_with_retries(
+            slot, clients, request, limits, emit, started, metadata
+        )
+        return dataclasses.replace(outcome, queued_ms=(started - queued) * 1000.0)
     finally:
         budget.release(slot.cores)
-    await on_outcome(outcome)
-    return outcome
+
+
+async def _acquire_cores(budget: CoreBudget, slot: Slot, queue_depth: Gauge | None) -> None:
+    if queue_depth is None:
+        await budget.acquire(slot.cores)
+        return
+    waiting = queue_depth.labels(slot.host)
+    waiting.inc()
+    try:
+        await budget.acquire(slot.cores)
+    finally:
+        waiting.dec()
+
+
+def _describe_outcome(span: trace.Span, outcome: ModelOutcome) -> None:
+    span.set_attribute("quorum.queued_ms", outcome.queued_ms)
+    span.set_attribute("quorum.elapsed_ms", outcome.elapsed_ms)
+    span.set_attribute("quorum.answered", outcome.answered)
+    if outcome.result is not None:
+        stats = outcome.result.stats
+        span.set_attribute("gen_ai.usage.input_tokens", stats.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", stats.completion_tokens)
+        span.set_attribute("quorum.time_to_first_token_ms", stats.time_to_first_token_ms)
+    if not outcome.answered:
+        span.set_attribute("quorum.failure", outcome.failure)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.failure))
 
 
 async def _generate_with_retries(
@@ -229,6 +309,7 @@ async def _generate_with_retries(
     limits: CallLimits,
     emit: EventSink,
     started: float,
+    trace_metadata: tuple[tuple[str, str], ...] = (),
 ) -> ModelOutcome:
     """Call the model's workers in turn until one streams a token or time runs out."""
     name = slot.model.name
@@ -241,7 +322,7 @@ async def _generate_with_retries(
         address = addresses[attempt % replicas]
         timeout_s = limits.call_timeout_s(slot.model)
         outcome, streamed = await _generate(
-            slot, clients, address, request, timeout_s, emit, started
+            slot, clients, address, request, timeout_s, emit, started, trace_metadata
         )
         attempt += 1
         if not outcome.retryable or streamed or attempt == attempts:
@@ -274,10 +355,11 @@ async def _generate(
     timeout_s: float,
     emit: EventSink,
     started: float,
+    trace_metadata: tuple[tuple[str, str], ...] = (),
 ) -> tuple[ModelOutcome, bool]:
     """Run one call on `address`; return its outcome and whether any token was streamed."""
     name = slot.model.name
-    metadata = (("x-request-id", request.request_id),)
+    metadata = (("x-request-id", request.request_id), *trace_metadata)
     result: inference_pb2.GenerationResult | None = None
     streamed = False
     if timeout_s <= 0:

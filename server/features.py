@@ -8,8 +8,10 @@ NaN, never an exception, and patterns or correlations may be empty.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -35,6 +37,14 @@ MINUTES_PER_DAY = 24 * 60
 TRADING_DAYS_PER_YEAR = 365
 
 NAN = math.nan
+
+# Wraps the computation of each feature family, given its name ("indicators", "volatility",
+# "patterns", "correlations"); a tracer opens one span per family with it.
+FamilyScope = Callable[[str], AbstractContextManager[object]]
+
+
+def _no_scope(family: str) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,7 @@ def compute_features(
     *,
     window_minutes: int,
     horizon_minutes: int,
+    family_scope: FamilyScope = _no_scope,
 ) -> Features:
     """Compute the features of `bars` at its last bar, with correlations to `related`.
 
@@ -146,18 +157,26 @@ def compute_features(
     columns = _Columns.of(bars)
     bar_minutes = bars.bar_minutes()
     has_bars = columns.size > 0
-    core = indicators.core(
-        columns.high, columns.low, columns.close, ema_periods=(12, 26, 50), atr_period=14
-    )
+    with family_scope("indicators"):
+        core = indicators.core(
+            columns.high, columns.low, columns.close, ema_periods=(12, 26, 50), atr_period=14
+        )
+        indicator_values = _indicators(columns, core)
+    with family_scope("volatility"):
+        volatility_values = _volatility(columns, core.atr, bar_minutes, window_minutes)
+    with family_scope("patterns"):
+        pattern_matches = _patterns(columns, bar_minutes, window_minutes, horizon_minutes)
+    with family_scope("correlations"):
+        correlations = _correlations(bars.symbol, columns, related) if has_bars else ()
     return Features(
         symbol=bars.symbol,
         last_time=int(columns.time[-1]) if has_bars else 0,
         last_close=_last(columns.close),
         bar_minutes=bar_minutes,
-        indicators=_indicators(columns, core),
-        volatility=_volatility(columns, core.atr, bar_minutes, window_minutes),
-        patterns=_patterns(columns, bar_minutes, window_minutes, horizon_minutes),
-        correlations=_correlations(bars.symbol, columns, related) if has_bars else (),
+        indicators=indicator_values,
+        volatility=volatility_values,
+        patterns=pattern_matches,
+        correlations=correlations,
     )
 
 

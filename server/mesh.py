@@ -42,10 +42,16 @@ class MeshProcess:
     port_file: Path
     log_file: Path
     port: int = 0
+    metrics_port_file: Path | None = None
+    metrics_port: int = 0
 
     @property
     def address(self) -> str:
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
 
 
 @dataclass
@@ -57,6 +63,11 @@ class LocalMesh:
     # Models served by workers started elsewhere: name -> host:port addresses (a model's
     # replicas). No worker is spawned for them; the coordinator is given these addresses.
     external_workers: dict[str, list[str]] = field(default_factory=dict)
+    log_format: str = "text"
+    # The coordinator serves /metrics on this port and worker i on metrics_port + 1 + i;
+    # 0 gives every process a free port; None serves no /metrics.
+    metrics_port: int | None = None
+    otlp_endpoint: str | None = None
     processes: list[MeshProcess] = field(default_factory=list)
     coordinator: MeshProcess | None = None
     _workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -66,8 +77,8 @@ class LocalMesh:
         self._workdir = tempfile.TemporaryDirectory(prefix="quorum-mesh-")
         try:
             workers = [
-                self._spawn_worker(model.name)
-                for model in self.config.models
+                self._spawn_worker(model.name, index)
+                for index, model in enumerate(self.config.models)
                 if model.name not in self.external_workers
             ]
             for worker in workers:
@@ -82,6 +93,7 @@ class LocalMesh:
                 "coordinator",
                 ["serve", "--listen", f"{LOOPBACK}:0"]
                 + [arg for pair in overrides for arg in ("--worker", pair)],
+                self._metrics_port_of(0),
             )
             self._wait_ready(self.coordinator, "quorum.v1.Ensemble")
         except BaseException:
@@ -92,16 +104,44 @@ class LocalMesh:
     def worker_addresses(self) -> dict[str, str]:
         return {p.name: p.address for p in self.processes if p is not self.coordinator}
 
-    def _spawn_worker(self, model_name: str) -> MeshProcess:
+    def metrics_urls(self) -> dict[str, str]:
+        """Return each process's /metrics URL, the coordinator first; empty when off."""
+        ordered = sorted(self.processes, key=lambda p: p is not self.coordinator)
+        return {p.name: p.metrics_url for p in ordered if p.metrics_port_file is not None}
+
+    def _metrics_port_of(self, position: int) -> int | None:
+        if self.metrics_port is None or self.metrics_port == 0:
+            return self.metrics_port
+        return self.metrics_port + position
+
+    def _spawn_worker(self, model_name: str, index: int) -> MeshProcess:
         return self._spawn(
-            model_name, ["worker", "--model", model_name, "--listen", f"{LOOPBACK}:0"]
+            model_name,
+            ["worker", "--model", model_name, "--listen", f"{LOOPBACK}:0"],
+            self._metrics_port_of(1 + index),
         )
 
-    def _spawn(self, name: str, arguments: list[str]) -> MeshProcess:
+    def _observability_arguments(
+        self, metrics_port: int | None, metrics_port_file: Path
+    ) -> list[str]:
+        arguments = ["--log-format", self.log_format]
+        if metrics_port is not None:
+            arguments += [
+                "--metrics-port",
+                str(metrics_port),
+                "--metrics-port-file",
+                str(metrics_port_file),
+            ]
+        if self.otlp_endpoint:
+            arguments += ["--otlp-endpoint", self.otlp_endpoint]
+        return arguments
+
+    def _spawn(self, name: str, arguments: list[str], metrics_port: int | None) -> MeshProcess:
         if self._workdir is None:
             raise MeshError("the mesh is not started")
         workdir = Path(self._workdir.name)
         port_file = workdir / f"{name}.port"
+        metrics_port_file = workdir / f"{name}.metrics-port"
         log_file = workdir / f"{name}.log"
         command = [
             sys.executable,
@@ -112,6 +152,7 @@ class LocalMesh:
             "--log-level",
             self.log_level,
             *arguments,
+            *self._observability_arguments(metrics_port, metrics_port_file),
             "--port-file",
             str(port_file),
         ]
@@ -127,7 +168,13 @@ class LocalMesh:
                 # and exec, which gRPC's threads in this process would make unsafe.
                 env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
             )
-        entry = MeshProcess(name, process, port_file, log_file)
+        entry = MeshProcess(
+            name,
+            process,
+            port_file,
+            log_file,
+            metrics_port_file=metrics_port_file if metrics_port is not None else None,
+        )
         self.processes.append(entry)
         return entry
 
@@ -139,6 +186,9 @@ class LocalMesh:
                 raise MeshError(f"{entry.name} did not start within {self.start_timeout_s:.0f} s")
             time.sleep(0.05)
         entry.port = int(entry.port_file.read_text().strip())
+        if entry.metrics_port_file is not None:
+            # Written before the gRPC port file, so it is there by now.
+            entry.metrics_port = int(entry.metrics_port_file.read_text().strip())
         # The coordinator's worker credentials also pass the coordinator's TLS, and health
         # checks need no bearer token.
         security = worker_channel_security(self.config.security)

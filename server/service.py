@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from server.config import Config, check_model_files, message_options
 from server.cycle import Cycle, CycleDependencies
 from server.fanout import WorkerClients
 from server.market_store import MarketStore
+from server.metrics import CoordinatorMetrics
+from server.observability import Observability
 from server.port_file import write_port_file
 from server.result_store import ResultStore
 from server.security import (
@@ -24,7 +25,9 @@ from server.security import (
     coordinator_server_security,
     worker_channel_security,
 )
+from server.stop_signals import wait_for_stop
 from server.tokenizer import ReferenceTokenizer
+from server.tracing import extract_metadata
 from server.validation import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
         self.cycle = cycle
         self.workers = workers
         self.config = config
+        self.metrics = cycle.metrics
 
     async def Analyze(
         self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
@@ -57,13 +61,16 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
     async def _events(
         self, request: ensemble_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ensemble_pb2.AnalysisEvent]:
+        trace_parent = extract_metadata(context.invocation_metadata())
         try:
-            async for event in self.cycle.run(request, context.time_remaining()):
+            async for event in self.cycle.run(request, trace_parent, context.time_remaining()):
                 yield event
         except InvalidArgument as error:
+            self.metrics.cycle_errors.labels("invalid_argument").inc()
             log.info("Rejected Analyze for %r: %s", request.symbol, error)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except asyncio.CancelledError:
+            self.metrics.cycle_errors.labels("cancelled").inc()
             log.info(
                 "Analyze for %s at %s cancelled by the client (request id %r)",
                 request.symbol,
@@ -71,6 +78,11 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
                 request.request_id,
             )
             raise
+        except Exception as error:
+            # The RPC boundary: logged once here with its traceback, the client gets the reason.
+            self.metrics.cycle_errors.labels("error").inc()
+            log.exception("Analyze for %s failed", request.symbol)
+            await context.abort(grpc.StatusCode.INTERNAL, f"analysis failed: {error}")
 
     async def ListModels(
         self, request: ensemble_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -94,6 +106,7 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
             )
         except grpc.aio.AioRpcError as error:
             status.error = f"{error.code().name}: {error.details()}"
+            log.warning("Describe of model %s at %s failed: %s", name, status.address, status.error)
             return status
         status.healthy = True
         status.description.CopyFrom(description)
@@ -125,7 +138,7 @@ def worker_addresses(
 
 
 def build_cycle(
-    config: Config, addresses: Mapping[str, Sequence[str]]
+    config: Config, addresses: Mapping[str, Sequence[str]], observability: Observability
 ) -> tuple[Cycle, WorkerClients]:
     workers = WorkerClients(
         addresses, worker_channel_security(config.security), config.max_message_bytes
@@ -140,6 +153,8 @@ def build_cycle(
         results=ResultStore(lake),
         workers=workers,
         tokenizer=tokenizer,
+        tracer=observability.tracer,
+        metrics=CoordinatorMetrics(observability.registry),
     )
     return Cycle(deps), workers
 
@@ -150,13 +165,34 @@ async def serve(
     addresses: Mapping[str, Sequence[str]],
     port_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    observability: Observability | None = None,
 ) -> None:
-    """Serve the Ensemble API until `stop` is set or SIGTERM/SIGINT arrives."""
+    """Serve the Ensemble API until `stop` is set or SIGTERM/SIGINT arrives.
+
+    `observability` supplies the metrics registry, its `/metrics` port and the tracer; by
+    default metrics stay in memory and no spans are exported.
+    """
+    observability = observability or Observability("quorum-coordinator")
+    try:
+        await _serve(config, listen, addresses, port_file, stop, observability)
+    finally:
+        observability.close()
+
+
+async def _serve(
+    config: Config,
+    listen: str,
+    addresses: Mapping[str, Sequence[str]],
+    port_file: Path | None,
+    stop: asyncio.Event | None,
+    observability: Observability,
+) -> None:
     # Credentials and the token file are checked before the tokenizer model loads.
     security = coordinator_server_security(config.security)
     security.check_listen(listen)
-    interceptors = coordinator_interceptors(config.security)
-    cycle, workers = build_cycle(config, addresses)
+    cycle, workers = build_cycle(config, addresses, observability)
+    # Metrics and traces first, so they also see the calls the token check refuses.
+    interceptors = [*observability.interceptors(), *coordinator_interceptors(config.security)]
     server = grpc.aio.server(
         options=message_options(config.max_message_bytes), interceptors=interceptors
     )
@@ -171,6 +207,7 @@ async def serve(
     port = security.bind(server, listen)
     if port == 0:
         raise OSError(f"could not bind the coordinator to {listen}")
+    observability.start_metrics_server(listen)
     await server.start()
     workers.watch_health()
     for service in ("", SERVICE_NAME):
@@ -180,11 +217,7 @@ async def serve(
     if port_file is not None:
         write_port_file(port_file, port)
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await wait_for_stop(stop or asyncio.Event())
 
     grace_s = config.shutdown_grace_seconds
     log.info("Coordinator stopping: NOT_SERVING, draining for up to %.0f s", grace_s)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 import grpc
@@ -20,8 +19,11 @@ from grpc_reflection.v1alpha import reflection
 from quorum.v1 import inference_pb2_grpc
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, Config, ConfigError, message_options
 from server.model_files import ModelFileError
+from server.observability import Observability, ObservabilityOptions
 from server.port_file import write_port_file
 from server.security import ServerSecurity, worker_server_security
+from server.stop_signals import wait_for_stop
+from worker.metrics import WorkerMetrics
 from worker.model import LoadedModel, ModelLoadError, ModelSettings, load_model
 from worker.service import DEFAULT_MAX_QUEUE, SERVICE_NAME, InferenceService
 
@@ -51,14 +53,20 @@ class WorkerServer:
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         security: ServerSecurity | None = None,
+        observability: Observability | None = None,
     ) -> None:
         self.model = model
         self.listen = listen
         self.grace_s = grace_s
         self.security = security or ServerSecurity.loopback_plaintext()
         self.port = 0
-        self._server = grpc.aio.server(options=message_options(max_message_bytes))
-        self._service = InferenceService(model, max_queue)
+        self.observability = observability or Observability(f"quorum-worker-{model.info.name}")
+        self.metrics = WorkerMetrics(self.observability.registry, model.info.name)
+        self._server = grpc.aio.server(
+            options=message_options(max_message_bytes),
+            interceptors=self.observability.interceptors(),
+        )
+        self._service = InferenceService(model, max_queue, self.metrics, self.observability.tracer)
         self._health = health.aio.HealthServicer()
 
     async def start(self) -> int:
@@ -82,6 +90,8 @@ class WorkerServer:
         # The model is loaded before the server starts, so it serves from the first call.
         for service in (SERVICE_NAME, ""):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        # Bound before the gRPC server starts, so a taken metrics port stops nothing running.
+        self.observability.start_metrics_server(self.listen)
         await self._server.start()
         log.info(
             "Worker for model %s serving on %s (port %d)",
@@ -109,6 +119,7 @@ class WorkerServer:
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.grace_s)
         self._service.close()
+        self.observability.close()
         log.info("Worker for model %s stopped", self.model.info.name)
 
 
@@ -121,39 +132,37 @@ async def serve(
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     security: ServerSecurity | None = None,
+    observability: Observability | None = None,
 ) -> None:
     """Serve `model` on `listen` until SIGTERM, SIGINT or `stop` is set, then drain and stop.
 
     Signal handlers are installed only when serve runs in the main thread.
     """
-    server = WorkerServer(model, listen, grace_s, max_queue, max_message_bytes, security)
+    server = WorkerServer(
+        model, listen, grace_s, max_queue, max_message_bytes, security, observability
+    )
     port = await server.start()
     if port_file is not None:
         write_port_file(port_file, port)
-    stop_event = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop_event.set)
-            handled.append(signum)
-        except (RuntimeError, ValueError):
-            # add_signal_handler works only in the main thread (tests run servers elsewhere).
-            break
     try:
-        await stop_event.wait()
+        await wait_for_stop(stop or asyncio.Event())
     finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
         await server.stop()
 
 
-def run_worker(config: Config, model_name: str, listen: str | None, port_file: Path | None) -> int:
+def run_worker(
+    config: Config,
+    model_name: str,
+    listen: str | None,
+    port_file: Path | None,
+    options: ObservabilityOptions | None = None,
+) -> int:
     """Load `model_name` from `config` and serve it; return the process exit status.
 
     `listen` None uses the model's configured address. A missing model file, a model that
-    fails to load or invalid TLS settings are logged and give exit status 2. TLS settings
-    are checked before the model loads, so that a rejected listen address fails at once.
+    fails to load, invalid TLS settings or an address (gRPC or metrics) that cannot be bound
+    are logged and give exit status 2. TLS settings are checked before the model loads, so
+    that a rejected listen address fails at once.
     """
     try:
         settings = ModelSettings.from_config(config, model_name)
@@ -164,6 +173,7 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
     except (ConfigError, ModelFileError, ModelLoadError) as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
+    observability = Observability(f"quorum-worker-{model_name}", options)
     try:
         asyncio.run(
             serve(
@@ -174,9 +184,10 @@ def run_worker(config: Config, model_name: str, listen: str | None, port_file: P
                 max_queue=config.model(model_name).max_queue,
                 max_message_bytes=config.max_message_bytes,
                 security=security,
+                observability=observability,
             )
         )
-    except WorkerStartError as error:
+    except (WorkerStartError, OSError) as error:
         log.error("Worker for model %s cannot start: %s", model_name, error)
         return EXIT_START_FAILED
     finally:

@@ -8,6 +8,7 @@ that arrive meanwhile wait their turn, and GenerationStats.queue_ms reports how 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -16,8 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 import grpc
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from quorum.v1 import inference_pb2, inference_pb2_grpc, verdict_pb2
+from server.logs import bind_fields, unbind_fields
+from server.tracing import child_span, extract_metadata
 from worker.context_fit import FitError, FittedPrompt, Section, SectionFit, fit_prompt
 from worker.generation import (
     ChunkSink,
@@ -26,6 +31,7 @@ from worker.generation import (
     GenerationRun,
     SamplingParams,
 )
+from worker.metrics import WorkerMetrics
 from worker.model import LoadedModel
 from worker.prompt import Question
 from worker.request_check import (
@@ -59,8 +65,18 @@ DEFAULT_MAX_QUEUE = 4
 class InferenceService(inference_pb2_grpc.InferenceServicer):
     """Serves one loaded model; `close` stops its generation thread."""
 
-    def __init__(self, model: LoadedModel, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        metrics: WorkerMetrics | None = None,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._model = model
+        # A registry of its own unless the caller passes metrics on the registry it serves.
+        self._metrics = metrics or WorkerMetrics(CollectorRegistry(), model.info.name)
+        self._metrics.load_seconds.labels(model.info.name).set(model.info.load_seconds)
+        self._tracer = tracer or trace.NoOpTracer()
         self._lock = asyncio.Lock()
         # Requests waiting for the lock; past max_queue a new one is refused at once.
         self.max_queue = max_queue
@@ -112,12 +128,47 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
     async def Generate(
         self, request: inference_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[inference_pb2.GenerateResponse]:
-        received = time.perf_counter()
+        """Stream one request's tokens, then its result, in a span under the caller's."""
         request_id = loggable_request_id(request)
+        log_tokens = bind_fields(
+            model=self.model_name,
+            request_id=request_id,
+            symbol=request.symbol,
+            window_end=request.window_end.ToJsonString() if request.HasField("window_end") else "",
+        )
+        attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": SERVICE_NAME,
+            "rpc.method": "Generate",
+            "gen_ai.request.model": self.model_name,
+            "quorum.request_id": request_id,
+        }
+        try:
+            with child_span(
+                self._tracer,
+                f"{SERVICE_NAME}/Generate",
+                extract_metadata(context.invocation_metadata()),
+                attributes,
+                kind=trace.SpanKind.SERVER,
+            ) as span:
+                async for response in self._generate(request, request_id, context, span):
+                    yield response
+        finally:
+            unbind_fields(log_tokens)
+
+    async def _generate(
+        self,
+        request: inference_pb2.GenerateRequest,
+        request_id: str,
+        context: grpc.aio.ServicerContext,
+        span: trace.Span,
+    ) -> AsyncIterator[inference_pb2.GenerateResponse]:
+        received = time.perf_counter()
         try:
             check_generate_request(request, self._model.info.n_ctx)
         except InvalidRequest as error:
             log.warning("Rejected request %s on model %s: %s", request_id, self.model_name, error)
+            self._metrics.observe_rejected("invalid_argument")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         job = _GenerationJob(
             self._model,
@@ -139,6 +190,8 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
 
         await self._wait_for_model(request_id, context)
         lock_acquired = time.perf_counter()
+        self._metrics.observe_queued(lock_acquired - received)
+        span.add_event("model_acquired", {"quorum.queue_ms": (lock_acquired - received) * 1000})
         # Nothing awaits between taking the lock and starting the thread, so a cancelled call
         # cannot leave the lock held. From then on, only the thread's end releases it.
         loop = asyncio.get_running_loop()
@@ -154,7 +207,9 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
             finally:
                 loop.call_soon_threadsafe(chunks.put_nowait, None)
 
-        future = loop.run_in_executor(self._executor, work)
+        # run_in_executor does not copy context variables; the copy gives the thread's log
+        # lines this request's fields.
+        future = loop.run_in_executor(self._executor, contextvars.copy_context().run, work)
         future.add_done_callback(lambda done: self._release(done, request_id))
 
         finished = False
@@ -166,6 +221,7 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
         except FitError as error:
             finished = True
             log.warning("Request %s does not fit model %s: %s", request_id, self.model_name, error)
+            self._metrics.observe_rejected("prompt_too_long")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except Exception as error:
             # The RPC boundary: _release has logged the traceback, the client gets the reason.
@@ -180,7 +236,9 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
                 job.cancel()
 
         self._log_outcome(request_id, outcome)
+        self._metrics.observe_outcome(outcome, len(job.fitted.tokens))
         stats = _stats(self._model.info.n_ctx, job.fitted, outcome, received, lock_acquired)
+        _describe_generation(span, outcome, stats)
         yield inference_pb2.GenerateResponse(result=self._result(outcome, stats))
 
     async def _wait_for_model(self, request_id: str, context: grpc.aio.ServicerContext) -> None:
@@ -193,20 +251,26 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
                 self.waiting,
                 self.max_queue,
             )
+            self._metrics.observe_rejected("queue_full")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"model {self.model_name} is busy: {self.waiting} requests already waiting"
                 f" (max_queue {self.max_queue})",
             )
+        queue_depth = self._metrics.queue_depth.labels(self.model_name)
         self.waiting += 1
+        queue_depth.inc()
         try:
             await self._lock.acquire()
         finally:
             self.waiting -= 1
+            queue_depth.dec()
+        self._metrics.active.labels(self.model_name).set(1)
 
     def _release(self, done: asyncio.Future[GenerationOutcome], request_id: str) -> None:
         # Runs on the event loop once the generation thread has returned.
         self._lock.release()
+        self._metrics.active.labels(self.model_name).set(0)
         if done.cancelled():
             return
         error = done.exception()
@@ -338,6 +402,26 @@ def _stats(
         total_ms=(time.perf_counter() - received) * 1000.0,
         section_fits=[_section_fit_message(fit) for fit in fitted.section_fits],
     )
+
+
+def _describe_generation(
+    span: trace.Span, outcome: GenerationOutcome, stats: inference_pb2.GenerationStats
+) -> None:
+    """Put the generation's token counts and timings on its span; the first token is an event
+    at the time it was sampled."""
+    span.set_attribute("gen_ai.usage.input_tokens", stats.prompt_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", stats.completion_tokens)
+    span.set_attribute("quorum.cached_prompt_tokens", stats.cached_prompt_tokens)
+    span.set_attribute("quorum.time_to_first_token_ms", stats.time_to_first_token_ms)
+    span.set_attribute("quorum.generation_ms", stats.generation_ms)
+    span.set_attribute("quorum.finish_reason", outcome.finish_reason.value)
+    if outcome.time_to_first_token_s is not None:
+        # Span event times are wall-clock nanoseconds; the outcome's times are perf_counter.
+        age_s = time.perf_counter() - (outcome.started_at + outcome.time_to_first_token_s)
+        span.add_event("first_token", timestamp=time.time_ns() - int(age_s * 1e9))
+    if outcome.verdict is None:
+        span.set_attribute("quorum.failure", outcome.failure)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, outcome.failure))
 
 
 def _section_fit_message(fit: SectionFit) -> inference_pb2.SectionFit:
