@@ -102,6 +102,13 @@ def _add_observability_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics-port-file", type=Path, help="write the bound metrics port here")
     parser.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        help="also serve grpc.health.v1, and nothing else, without TLS on this port, for"
+        " probes that cannot use TLS such as the kubelet's (default: none)",
+    )
+    parser.add_argument(
         "--otlp-endpoint",
         metavar="URL",
         help="export OpenTelemetry traces over OTLP/gRPC to this collector, for example"
@@ -112,10 +119,14 @@ def _add_observability_options(parser: argparse.ArgumentParser) -> None:
 def _observability_options(args: argparse.Namespace) -> ObservabilityOptions:
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         raise ConfigError(f"--metrics-port {args.metrics_port} is not a port number (0 to 65535)")
+    health_port = getattr(args, "health_port", None)
+    if health_port is not None and not 0 <= health_port <= 65535:
+        raise ConfigError(f"--health-port {health_port} is not a port number (0 to 65535)")
     return ObservabilityOptions(
         metrics_port=args.metrics_port,
         metrics_port_file=getattr(args, "metrics_port_file", None),
         otlp_endpoint=args.otlp_endpoint,
+        health_port=health_port,
     )
 
 

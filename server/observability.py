@@ -31,6 +31,8 @@ class ObservabilityOptions:
     metrics_port_file: Path | None = None
     # None exports no spans.
     otlp_endpoint: str | None = None
+    # A plaintext port serving only grpc.health.v1, for probes without TLS; None: none.
+    health_port: int | None = None
 
 
 class Observability:

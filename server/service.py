@@ -15,6 +15,7 @@ from quorum.v1 import ensemble_pb2, ensemble_pb2_grpc, inference_pb2
 from server.config import Config, check_model_files, message_options
 from server.cycle import Cycle, CycleDependencies
 from server.fanout import WorkerClients
+from server.health_listener import start_health_listener
 from server.market_store import MarketStore
 from server.metrics import CoordinatorMetrics
 from server.observability import Observability
@@ -209,6 +210,11 @@ async def _serve(
         raise OSError(f"could not bind the coordinator to {listen}")
     observability.start_metrics_server(listen)
     await server.start()
+    health_listener = None
+    if observability.options.health_port is not None:
+        health_listener, _ = await start_health_listener(
+            health_servicer, listen, observability.options.health_port
+        )
     workers.watch_health()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -223,5 +229,7 @@ async def _serve(
     log.info("Coordinator stopping: NOT_SERVING, draining for up to %.0f s", grace_s)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace_s)
+    if health_listener is not None:
+        await health_listener.stop(None)
     await workers.close()
     log.info("Coordinator stopped")

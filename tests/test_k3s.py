@@ -4,7 +4,6 @@ other, the configuration loader and the `quorum` command-line parser."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -309,14 +308,18 @@ def test_service_target_ports_exist(overlay):
             assert ports[port["targetPort"]] == port["port"], (service["metadata"]["name"], port)
 
 
-def test_server_probes_use_grpc_health(overlay):
+def test_server_probes_use_plaintext_health_port(overlay):
+    # The API port runs TLS, which kubelet gRPC probes cannot speak; --health-port serves
+    # grpc.health.v1 alone without TLS, and every probe targets it.
     for workload in overlay.workloads():
         if workload.kind != "Deployment":
             continue
         container = workload.container
-        grpc_port = named_ports(container)["grpc"]
+        health_port = named_ports(container)["health"]
+        args = container["args"]
+        assert args[args.index("--health-port") + 1] == str(health_port), workload.name
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"]["port"] == grpc_port, (workload.name, probe)
+            assert container[probe]["grpc"]["port"] == health_port, (workload.name, probe)
 
 
 def test_readiness_probe_names_served_service(overlay):
@@ -674,51 +677,35 @@ def test_local_one_node(local):
         assert "nodeSelector" not in workload.spec, workload.name
 
 
-# The TLS component
+# TLS: both overlays include the tls component, since pods listen off loopback
 
 
-@pytest.fixture(scope="module")
-def with_tls(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
-    directory = tmp_path_factory.mktemp("tls")
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        # kustomize takes only relative paths to other kustomizations.
-        "resources": [os.path.relpath(K3S / "overlays" / "reference", directory)],
-        "components": [os.path.relpath(K3S / "components" / "tls", directory)],
-    }
-    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    return render(directory)
+def _mount_path(workload: Workload, volume_name: str, secret: str) -> str:
+    volume = next(v for v in workload.spec["volumes"] if v["name"] == volume_name)
+    assert volume["secret"]["secretName"] == secret, workload.name
+    mount = next(m for m in workload.container["volumeMounts"] if m["name"] == volume_name)
+    assert mount["readOnly"] is True, workload.name
+    return mount["mountPath"]
 
 
-@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_tls_objects_validate(with_tls, version):
-    for item in with_tls.objects:
-        try:
-            kubernetes_validate.validate(item, version, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{item['kind']}/{item['metadata']['name']}: {error.message}")
+def test_tls_secret_mounted_where_config_reads_it(overlay, tmp_path):
+    security = overlay.config(tmp_path / "config").security
+    for workload in overlay.workloads():
+        directory = _mount_path(workload, "tls", "quorum-tls")
+        for path in (security.tls_cert_file, security.tls_key_file, security.tls_ca_file):
+            assert Path(path).parent == Path(directory), (workload.name, path)
 
 
-def test_tls_secret_mounted_everywhere(with_tls):
-    for workload in with_tls.workloads():
-        volume = next(v for v in workload.spec["volumes"] if v["name"] == "tls")
-        assert volume["secret"]["secretName"] == "quorum-tls", workload.name
-        mount = next(m for m in workload.container["volumeMounts"] if m["name"] == "tls")
-        assert mount["mountPath"] == "/etc/quorum-tls", workload.name
-        assert mount["readOnly"] is True, workload.name
+def test_tokens_mounted_for_coordinator_and_job(overlay, tmp_path):
+    security = overlay.config(tmp_path / "config").security
+    for workload in (overlay.coordinator(), overlay.analysis()):
+        directory = _mount_path(workload, "api-tokens", "quorum-api-tokens")
+        assert Path(security.auth_token_file).parent == Path(directory), workload.name
 
 
-def test_tls_keeps_other_mounts(with_tls, reference):
-    for workload in with_tls.workloads():
-        before = next(item for item in reference.workloads() if item.name == workload.name)
-        names = [mount["name"] for mount in workload.container["volumeMounts"]]
-        expected = [mount["name"] for mount in before.container["volumeMounts"]] + ["tls"]
-        assert sorted(names) == sorted(expected), workload.name
-
-
-def test_tls_configmap_still_loads(with_tls, tmp_path):
-    assert len(with_tls.config(tmp_path / "config").models) == len(REFERENCE_WEIGHTS)
+def test_cluster_config_runs_mutual_tls(overlay, tmp_path):
+    security = overlay.config(tmp_path / "config").security
+    assert (security.insecure, security.tls_client_auth) == (False, True)
 
 
 # The image recipe (docker is not available here, so the Dockerfile is read, not built)

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from quorum.v1 import inference_pb2_grpc
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, Config, ConfigError, message_options
+from server.health_listener import start_health_listener
 from server.model_files import ModelFileError
 from server.observability import Observability, ObservabilityOptions
 from server.port_file import write_port_file
@@ -68,6 +69,8 @@ class WorkerServer:
         )
         self._service = InferenceService(model, max_queue, self.metrics, self.observability.tracer)
         self._health = health.aio.HealthServicer()
+        self._health_listener: grpc.aio.Server | None = None
+        self.health_port = 0
 
     async def start(self) -> int:
         """Bind, start serving and report SERVING; return the bound port."""
@@ -93,6 +96,11 @@ class WorkerServer:
         # Bound before the gRPC server starts, so a taken metrics port stops nothing running.
         self.observability.start_metrics_server(self.listen)
         await self._server.start()
+        health_port = self.observability.options.health_port
+        if health_port is not None:
+            self._health_listener, self.health_port = await start_health_listener(
+                self._health, self.listen, health_port
+            )
         log.info(
             "Worker for model %s serving on %s (port %d)",
             self.model.info.name,
@@ -118,6 +126,8 @@ class WorkerServer:
         )
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self.grace_s)
+        if self._health_listener is not None:
+            await self._health_listener.stop(None)
         self._service.close()
         self.observability.close()
         log.info("Worker for model %s stopped", self.model.info.name)
