@@ -13,21 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import smollm2_entry, write_config
+from tests.quorum_process import run_quorum as _quorum
 
 pytestmark = pytest.mark.model
 
 UP_TIMEOUT_S = 180
 REFERENCE_CONFIG = Path(__file__).resolve().parent.parent / "server/configs/reference.yaml"
-
-
-def _quorum(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,18 +12,9 @@ from server import config as config_module
 from server.cli import build_parser, last_window_close, main
 from server.config import ConfigError
 from tests.conftest import smollm2_entry, write_config
+from tests.quorum_process import run_quorum as _quorum
 
 ENTRY = {"name": "m", "path": "/models/m.gguf", "weight": 1.0}
-
-
-def _quorum(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_last_window_close_rounds_down():

@@ -18,7 +18,7 @@ from server.security import (
     is_loopback,
 )
 from tests.conftest import smollm2_entry, write_config
-from tests.faults.cli import run_quorum
+from tests.quorum_process import run_quorum
 
 # A documentation address (RFC 5737): never dialled, because the check comes first.
 REMOTE_WORKER = "192.0.2.10:50061"

@@ -28,8 +28,8 @@ from server.security import (
     worker_channel_security,
 )
 from tests.conftest import WINDOW_END, smollm2_entry, write_config
-from tests.faults.cli import run_quorum
 from tests.faults.pki import CertificateAuthority
+from tests.quorum_process import run_quorum
 
 pytestmark = pytest.mark.model
 
