@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 
 class Admission:
-    def __init__(self, slots: int, strategy: str) -> None:
+    """`on_waiting` receives the number of waiting cycles whenever it changes."""
+
+    def __init__(
+        self, slots: int, strategy: str, on_waiting: Callable[[int], None] | None = None
+    ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         if strategy not in ("priority", "fifo"):
@@ -25,6 +29,7 @@ class Admission:
         self.running = 0
         self._arrivals = itertools.count()
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._on_waiting = on_waiting
 
     @property
     def waiting(self) -> int:
@@ -47,6 +52,7 @@ class Admission:
         rank = -priority if self.strategy == "priority" else 0
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (rank, next(self._arrivals), future))
+        self._report()
         try:
             await future
         except asyncio.CancelledError:
@@ -54,6 +60,12 @@ class Admission:
                 # The slot was handed over just as the client went away: pass it on.
                 self._release()
             raise
+        finally:
+            self._report()
+
+    def _report(self) -> None:
+        if self._on_waiting is not None:
+            self._on_waiting(self.waiting)
 
     def _release(self) -> None:
         self.running -= 1

@@ -70,7 +70,11 @@ class Cycle:
         self.metrics = deps.metrics
         # One core budget per worker host for every cycle of this coordinator.
         self.core_budgets: dict[str, CoreBudget] = {}
-        self.admission = Admission(self.config.max_concurrent_symbols, self.config.queue_strategy)
+        self.admission = Admission(
+            self.config.max_concurrent_symbols,
+            self.config.queue_strategy,
+            self.metrics.cycles_waiting.set,
+        )
 
     async def run(
         self,

@@ -24,6 +24,7 @@ FAILURE_REASONS = {
     ensemble_pb2.FAILURE_KIND_CANCELLED: "cancelled",
     ensemble_pb2.FAILURE_KIND_BAD_OUTPUT: "bad_output",
     ensemble_pb2.FAILURE_KIND_ERROR: "error",
+    ensemble_pb2.FAILURE_KIND_OVERLOADED: "overloaded",
 }
 
 
@@ -104,6 +105,11 @@ class CoordinatorMetrics:
         self.parallel_jobs = Gauge(
             "finance_ensemble_parallel_jobs",
             "Analysis cycles running at this moment",
+            registry=registry,
+        )
+        self.cycles_waiting = Gauge(
+            "finance_ensemble_cycles_waiting",
+            "Analysis cycles waiting for one of the max_concurrent_symbols slots",
             registry=registry,
         )
         self.cycle_errors = Counter(

@@ -94,3 +94,28 @@ def test_cancelled_waiter_takes_no_slot():
 def test_bad_settings_rejected(slots, strategy, message):
     with pytest.raises(ValueError, match=message):
         Admission(slots, strategy)
+
+
+def test_waiting_count_reported_on_change():
+    async def scenario() -> list[int]:
+        reports: list[int] = []
+        admission = Admission(1, "priority", reports.append)
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with admission.slot():
+                await release.wait()
+
+        async def waiter() -> None:
+            async with admission.slot():
+                pass
+
+        held = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        waiting = asyncio.create_task(waiter())
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(held, waiting)
+        return reports
+
+    assert asyncio.run(scenario()) == [1, 0]
