@@ -39,10 +39,16 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[ensemble_pb2.AnalysisEvent], Awaitable[None]]
 
+RETRY_BACKOFF_S = 0.25
+RETRY_BACKOFF_MAX_S = 2.0
+# How long retryable failures of one model are retried, across its replicas: longer than
+# RECONNECT_MAX_S, so a worker restarted on its address is reached within the window.
+RETRY_WINDOW_S = 8.0
+RECONNECT_MAX_S = 5.0
 # A restarted worker is reconnected within seconds, not after gRPC's default two minutes.
 RECONNECT_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 500),
-    ("grpc.max_reconnect_backoff_ms", 5000),
+    ("grpc.max_reconnect_backoff_ms", int(RECONNECT_MAX_S * 1000)),
 )
 CHANNEL_OPTIONS = message_options(DEFAULT_MAX_MESSAGE_BYTES) + RECONNECT_OPTIONS
 
@@ -59,10 +65,6 @@ _VERDICT_DIRECTIONS = (
 )
 # Codes that mean "this worker cannot take the call now", worth another replica.
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
-RETRY_BACKOFF_S = 0.25
-RETRY_BACKOFF_MAX_S = 4.0
-# Attempts per replica before the model is given up, when time is left.
-ATTEMPTS_PER_REPLICA = 2
 
 
 @dataclass(frozen=True)
@@ -311,13 +313,18 @@ async def _generate_with_retries(
     started: float,
     trace_metadata: tuple[tuple[str, str], ...] = (),
 ) -> ModelOutcome:
-    """Call the model's workers in turn until one streams a token or time runs out."""
+    """Call the model's workers in turn until one streams a token or time runs out.
+
+    Retryable failures are retried for RETRY_WINDOW_S at most, so a worker restarted on its
+    address is reached again once its channel reconnects (within RECONNECT_MAX_S). Each
+    attempt is logged at INFO; the outcome, when it is a failure, once at WARNING.
+    """
     name = slot.model.name
     addresses = clients.call_order(name)
     replicas = len(addresses)
-    attempts = replicas * ATTEMPTS_PER_REPLICA
     backoff = RETRY_BACKOFF_S
     attempt = 0
+    first_try = time.monotonic()
     while True:
         address = addresses[attempt % replicas]
         timeout_s = limits.call_timeout_s(slot.model)
@@ -325,11 +332,12 @@ async def _generate_with_retries(
             slot, clients, address, request, timeout_s, emit, started, trace_metadata
         )
         attempt += 1
-        if not outcome.retryable or streamed or attempt == attempts:
+        if not outcome.retryable or streamed:
             break
-        if limits.remaining_s() <= backoff:
+        retry_time_left = RETRY_WINDOW_S - (time.monotonic() - first_try)
+        if min(retry_time_left, limits.remaining_s()) <= backoff:
             break
-        log.warning(
+        log.info(
             "Retrying model %s for %s in %.2f s on replica %d of %d after: %s",
             name,
             request.request_id,
@@ -343,6 +351,14 @@ async def _generate_with_retries(
     if attempt > 1 and outcome.failure:
         outcome = dataclasses.replace(
             outcome, failure=f"{outcome.failure} (after {attempt} attempts)"
+        )
+    if outcome.failure:
+        log.warning(
+            "Model %s at %s failed for %s: %s",
+            name,
+            outcome.address,
+            request.request_id,
+            outcome.failure,
         )
     return outcome
 
@@ -387,7 +403,7 @@ async def _generate(
         reason = f"{error.code().name}: {error.details()}"
         if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             reason += f" (no verdict within {timeout_s:.3g} s)"
-        log.warning("Model %s at %s failed for %s: %s", name, address, request.request_id, reason)
+        log.info("Attempt on %s for model %s failed: %s", address, name, reason)
         outcome = _failed(slot, address, result, kind, reason, started)
         return dataclasses.replace(outcome, retryable=error.code() in _RETRYABLE), streamed
     except asyncio.CancelledError:
@@ -400,13 +416,11 @@ async def _generate(
         return outcome, streamed
     if not result.HasField("verdict"):
         reason = result.failure or "no verdict in the final result"
-        log.warning("Model %s gave no verdict for %s: %s", name, request.request_id, reason)
         kind = ensemble_pb2.FAILURE_KIND_BAD_OUTPUT
         return _failed(slot, address, result, kind, reason, started), streamed
     problem = verdict_problem(result.verdict)
     if problem:
         reason = f"the worker returned an invalid verdict: {problem}"
-        log.warning("Model %s at %s for %s: %s", name, address, request.request_id, reason)
         # The result is dropped: an out-of-range verdict must not reach the consensus.
         kind = ensemble_pb2.FAILURE_KIND_BAD_OUTPUT
         return _failed(slot, address, None, kind, reason, started), streamed
