@@ -132,11 +132,13 @@ class GarbageInference(inference_pb2_grpc.InferenceServicer):
     """An Inference server that streams tokens, then ends in the way `mode` names.
 
     Modes: "confidence" (a verdict with confidence 7.0), "direction" (direction 99),
-    "no_result" (the stream ends after the tokens), "abort" (INTERNAL after the tokens).
+    "no_result" (the stream ends after the tokens), "abort" (INTERNAL after the tokens),
+    "valid" (a well-formed bullish verdict after `delay_s`).
     """
 
     def __init__(self) -> None:
         self.mode = "confidence"
+        self.delay_s = 0.0
 
     def Generate(self, request, context):
         yield inference_pb2.GenerateResponse(
@@ -146,6 +148,7 @@ class GarbageInference(inference_pb2_grpc.InferenceServicer):
             return
         if self.mode == "abort":
             context.abort(grpc.StatusCode.INTERNAL, "the model exploded")
+        time.sleep(self.delay_s)
         verdict = verdict_pb2.Verdict(
             direction=verdict_pb2.DIRECTION_BULLISH, confidence=0.9, rationale="zzz"
         )
@@ -161,7 +164,7 @@ class GarbageInference(inference_pb2_grpc.InferenceServicer):
 @contextmanager
 def garbage_worker() -> Iterator[tuple[str, GarbageInference]]:
     servicer = GarbageInference()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     inference_pb2_grpc.add_InferenceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
