@@ -46,13 +46,21 @@ def same_length(**arrays: np.ndarray) -> None:
         raise ValueError(f"arrays must have equal lengths, got {listed}")
 
 
-def integer(name: str, value: object, minimum: int) -> int:
-    """Return `value` as an int if it is an integer (not a bool) of at least `minimum`."""
+# Largest period, window, lag or count any kernel accepts. Kernels keep buffers of this
+# length, so a larger value would ask for gigabytes, or overflow the size computation.
+MAX_INTEGER = 10_000_000
+
+
+def integer(name: str, value: object, minimum: int, maximum: int = MAX_INTEGER) -> int:
+    """Return `value` as an int if it is an integer (not a bool) in [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    checked = int(value)
+    if checked < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {checked}")
+    if checked > maximum:
+        raise ValueError(f"{name} must be <= {maximum:,}, got {checked:,}")
+    return checked
 
 
 def number(name: str, value: object, minimum: float, maximum: float = np.inf) -> float:

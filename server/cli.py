@@ -423,7 +423,11 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        print("Stopping: the coordinator drains its cycles for up to 30 s...", file=sys.stderr)
+        grace_s = config.shutdown_grace_seconds
+        print(
+            f"Stopping: the coordinator drains its cycles for up to {grace_s:g} s...",
+            file=sys.stderr,
+        )
         mesh.stop()
     return 0
 

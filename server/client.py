@@ -17,6 +17,9 @@ from server.consensus_policy import direction_name
 from server.fanout import CHANNEL_OPTIONS
 from server.security import ChannelSecurity
 
+# Exit status of `quorum analyze` when the cycle ran but no model answered.
+EXIT_NO_ANSWER = 3
+
 
 def analyze_request(
     symbol: str,
@@ -63,6 +66,9 @@ def analyze(
         print(json.dumps(result_json(result), indent=2))
     else:
         print(format_result(result))
+    if result.consensus.answered == 0:
+        print("quorum analyze: no model answered; see the failures above", file=sys.stderr)
+        return EXIT_NO_ANSWER
     return 0
 
 
@@ -209,11 +215,18 @@ def format_result(result: ensemble_pb2.AnalysisResult) -> str:
         f"large       {large_text}",
         f"decision    {action}  direction {direction_name(decision.direction)}",
         f"reason      {decision.reason}",
-        f"record      {result.record_path}"
-        + ("  (replaced the earlier record)" if result.record_existed else ""),
+        f"record      {result.record_path}" + _record_note(result),
         f"elapsed     {result.elapsed_ms / 1000:.1f} s",
     ]
     return "\n".join(lines)
+
+
+def _record_note(result: ensemble_pb2.AnalysisResult) -> str:
+    if result.record_kept:
+        return "  (kept the earlier record: no model answered, so this result was not written)"
+    if result.record_existed:
+        return "  (replaced the earlier record)"
+    return ""
 
 
 def _generation_cells(verdict: ensemble_pb2.ModelVerdict) -> list[str]:

@@ -404,7 +404,25 @@ class Cycle:
         )
 
     def _record(self, result: ensemble_pb2.AnalysisResult) -> None:
-        outcome = self.deps.results.write(records.result_row(result))
+        """Write the result's record, unless no model answered and a record already exists.
+
+        A cycle in which every model failed (an outage) carries no verdict, so it must not
+        replace an earlier record of the same analysis that has verdicts.
+        """
+        row = records.result_row(result)
+        path = self.deps.results.path_for(row)
+        if result.consensus.answered == 0 and path.exists():
+            log.warning(
+                "Cycle %s for %s: no model answered, so the earlier record %s is kept",
+                result.request_id,
+                result.symbol,
+                path,
+            )
+            result.record_path = str(path)
+            result.record_existed = True
+            result.record_kept = True
+            return
+        outcome = self.deps.results.write(row)
         result.record_path = str(outcome.path)
         result.record_existed = outcome.replaced
 

@@ -72,11 +72,11 @@ class EnsembleServicer(ensemble_pb2_grpc.EnsembleServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except asyncio.CancelledError:
             self.metrics.cycle_errors.labels("cancelled").inc()
+            # The client went away, its deadline passed, or the server's drain ended.
             log.info(
-                "Analyze for %s at %s cancelled by the client (request id %r)",
+                "Analyze for %s at %s cancelled (client gone, deadline passed or shutdown)",
                 request.symbol,
                 request.window_end.ToJsonString(),
-                request.request_id,
             )
             raise
         except Exception as error:

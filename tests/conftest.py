@@ -43,7 +43,7 @@ def write_config(
     data = {
         "default_context_size": 2000,
         "max_context_size": 4000,
-        "max_processing_time_seconds": 120,
+        "max_processing_time_seconds": 600,
         "data_lake": str(lake),
         "models_dir": str(directory / "models"),
         # Every test server listens on 127.0.0.1; tests/faults covers TLS.

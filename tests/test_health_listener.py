@@ -32,5 +32,5 @@ async def _scenario() -> tuple[str, str, grpc.StatusCode]:
     return name(serving), name(draining), other
 
 
-def test_health_listener_follows_status_and_serves_nothing_else():
+def test_health_listener_serves_health_only():
     assert asyncio.run(_scenario()) == ("SERVING", "NOT_SERVING", grpc.StatusCode.UNIMPLEMENTED)

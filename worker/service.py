@@ -245,7 +245,7 @@ class InferenceService(inference_pb2_grpc.InferenceServicer):
         """Take the model's lock, or refuse with RESOURCE_EXHAUSTED when the queue is full."""
         if self._lock.locked() and self.waiting >= self.max_queue:
             log.warning(
-                "Refused request %s on model %s: %d requests already waiting (max_queue %d)",
+                "Rejected request %s on model %s: %d requests already waiting (max_queue %d)",
                 request_id,
                 self.model_name,
                 self.waiting,

@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import grpc
+import pyarrow.parquet as pq
 import pytest
 
 from quorum.v1 import ensemble_pb2, ensemble_pb2_grpc
@@ -54,7 +55,7 @@ def _stub(mesh):
     return channel, ensemble_pb2_grpc.EnsembleStub(channel)
 
 
-def test_worker_killed_mid_stream_then_restarted_rejoins(pair, tmp_path):
+def test_killed_worker_rejoins_after_restart(pair, tmp_path):
     channel, stub = _stub(pair)
     alpha = _process(pair, "alpha")
     result = None
@@ -107,7 +108,7 @@ def test_stalled_worker_hits_its_deadline(tmp_path, lake_with_bars, smollm2_path
     assert record_rows(result.record_path) == 1
 
 
-def test_client_cancel_mid_cycle_writes_nothing(pair):
+def test_client_cancel_writes_nothing(pair):
     channel, stub = _stub(pair)
     with channel:
         call = stub.AnalyzeStream(analyze_request(OTHER_WINDOW), timeout=300)
@@ -124,7 +125,7 @@ def test_client_cancel_mid_cycle_writes_nothing(pair):
 
 
 @pytest.mark.parametrize("mode", ["confidence", "direction", "no_result", "abort"])
-def test_garbage_worker_is_a_failed_model(tmp_path, lake_with_bars, smollm2_path, mode):
+def test_garbage_worker_fails_model(tmp_path, lake_with_bars, smollm2_path, mode):
     with garbage_worker() as (address, servicer):
         servicer.mode = mode
         models = [
@@ -178,7 +179,7 @@ def _sigterm_after_first_token(mesh) -> tuple[ensemble_pb2.AnalysisResult | None
     return result, error
 
 
-def test_sigterm_during_cycle_finishes_it_within_grace(tmp_path, lake_with_bars, smollm2_path):
+def test_sigterm_within_grace_finishes_cycle(tmp_path, lake_with_bars, smollm2_path):
     models = _pair_models(smollm2_path)
     with running_mesh(tmp_path, lake_with_bars, models, shutdown_grace_seconds=600) as mesh:
         result, error = _sigterm_after_first_token(mesh)
@@ -189,7 +190,7 @@ def test_sigterm_during_cycle_finishes_it_within_grace(tmp_path, lake_with_bars,
     assert record_rows(result.record_path) == 1
 
 
-def test_sigterm_past_grace_cancels_and_writes_nothing(tmp_path, lake_with_bars, smollm2_path):
+def test_sigterm_past_grace_cancels_cycle(tmp_path, lake_with_bars, smollm2_path):
     models = _pair_models(smollm2_path)
     with running_mesh(tmp_path, lake_with_bars, models, shutdown_grace_seconds=0.5) as mesh:
         result, error = _sigterm_after_first_token(mesh)
@@ -261,7 +262,7 @@ def _most_running(log_lines: list[str]) -> int:
     return most
 
 
-def test_oversized_request_refused_with_sizes(tmp_path, lake_with_bars, smollm2_path):
+def test_oversized_request_rejected(tmp_path, lake_with_bars, smollm2_path):
     models = [model_entry(smollm2_path, "alpha", 1.0)]
     request = analyze_request()
     for index in range(5000):
@@ -275,3 +276,21 @@ def test_oversized_request_refused_with_sizes(tmp_path, lake_with_bars, smollm2_
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "131072" in refused.value.details()
     assert records == []
+
+
+def test_outage_keeps_earlier_record(tmp_path, lake_with_bars, smollm2_path):
+    models = [model_entry(smollm2_path, "alpha", 1.0)]
+    with running_mesh(tmp_path, lake_with_bars, models) as mesh:
+        channel, stub = _stub(mesh)
+        with channel:
+            first = stub.Analyze(analyze_request(), timeout=300)
+            alpha = _process(mesh, "alpha")
+            os.kill(alpha.process.pid, signal.SIGKILL)
+            alpha.process.wait()
+            outage = stub.Analyze(analyze_request(), timeout=300)
+    kept = pq.read_table(first.record_path).to_pylist()[0]
+    assert first.consensus.answered == 1
+    assert outage.consensus.answered == 0
+    assert outage.record_kept
+    assert outage.record_path == first.record_path
+    assert kept["request_id"] == first.request_id

@@ -23,7 +23,7 @@ async def _status_after(health: WorkerHealth, address: str, wanted: str, timeout
     return health.status.get(address, "")
 
 
-def test_watch_sees_serving_then_draining(worker_model):
+def test_watch_sees_serving_then_unreachable(worker_model):
     worker = BackgroundWorker(worker_model)
     address = worker.start()
     seen: list[str] = []

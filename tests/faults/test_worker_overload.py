@@ -30,7 +30,7 @@ def _wait_until(condition, timeout_s: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def test_request_past_max_queue_gets_resource_exhausted(one_slot_worker):
+def test_full_queue_rejects_request(one_slot_worker):
     outcomes: dict[str, object] = {}
     with grpc.insecure_channel(one_slot_worker.address) as channel:
         stub = inference_pb2_grpc.InferenceStub(channel)
