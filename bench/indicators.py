@@ -457,6 +457,12 @@ def machine_lines() -> list[str]:
     ]
 
 
+def _relative(path: str) -> str:
+    """Show a path inside the repository relative to it, so reports name no local folders."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
+
+
 def version_lines(takt: dict | None) -> list[str]:
     import talib
 
@@ -467,7 +473,7 @@ def version_lines(takt: dict | None) -> list[str]:
         check=False,
     ).stdout.strip()
     takt_line = (
-        f"- ta-lib-takt {takt['version']} (imported from {takt['module']})"
+        f"- ta-lib-takt {takt['version']} (imported from {_relative(takt['module'])})"
         if takt
         else "- ta-lib-takt: not installed, not measured (`make bench` installs it)"
     )
