@@ -51,14 +51,17 @@ def same_length(**arrays: np.ndarray) -> None:
 MAX_INTEGER = 10_000_000
 
 
-def integer(name: str, value: object, minimum: int, maximum: int = MAX_INTEGER) -> int:
-    """Return `value` as an int if it is an integer (not a bool) in [minimum, maximum]."""
+def integer(name: str, value: object, minimum: int, maximum: int | None = MAX_INTEGER) -> int:
+    """Return `value` as an int if it is an integer (not a bool) in [minimum, maximum].
+
+    `maximum` None is for arguments that size no buffer and are capped by the kernel.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     checked = int(value)
     if checked < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {checked}")
-    if checked > maximum:
+    if maximum is not None and checked > maximum:
         raise ValueError(f"{name} must be <= {maximum:,}, got {checked:,}")
     return checked
 

@@ -43,7 +43,8 @@ def lead_lag(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
     a_values = _checks.series("a", a)
     b_values = _checks.series("b", b)
     _checks.same_length(a=a_values, b=b_values)
-    lags = _checks.integer("max_lag", max_lag, 0)
+    # A lag range wider than the series is cut to it, so max_lag sizes no buffer.
+    lags = _checks.integer("max_lag", max_lag, 0, maximum=None)
     if len(a_values) == 0:
         return 0, float("nan")
     # Lags past the length have no pairs, so a larger max_lag finds the same.

@@ -40,6 +40,10 @@ def top_matches(
     length = _checks.integer("window", window, 2)
     count = _checks.integer("k", k, 1)
     ahead = _checks.integer("horizon", horizon, 1)
-    zone = length // 2 if exclusion is None else _checks.integer("exclusion", exclusion, 0)
+    zone = (
+        length // 2
+        if exclusion is None
+        else _checks.integer("exclusion", exclusion, 0, maximum=None)
+    )
     # Starts are never more than len(values) apart, so a larger zone excludes the same.
     return _patterns.search(values, length, count, ahead, min(zone, len(values)))

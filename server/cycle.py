@@ -412,7 +412,7 @@ class Cycle:
         row = records.result_row(result)
         path = self.deps.results.path_for(row)
         if result.consensus.answered == 0 and path.exists():
-            log.warning(
+            log.info(
                 "Cycle %s for %s: no model answered, so the earlier record %s is kept",
                 result.request_id,
                 result.symbol,

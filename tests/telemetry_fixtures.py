@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +54,14 @@ class Observed:
 
     def value(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)
+
+    def settled_value(self, name: str, timeout_s: float = 10.0, **labels: str) -> float | None:
+        """Return the sample once it exists: the server counts a call after the client has
+        its answer, so a test that reads at once can run ahead of the count."""
+        deadline = time.monotonic() + timeout_s
+        while (value := self.value(name, **labels)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return value
 
 
 class InProcessWorker:

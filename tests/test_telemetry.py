@@ -194,7 +194,7 @@ def test_grpc_invalid_argument_counted(servers, cycle):
         with pytest.raises(grpc.RpcError) as raised:
             stub.Analyze(request, timeout=60)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    handled = coordinator.observed.value(
+    handled = coordinator.observed.settled_value(
         "grpc_server_handled_total",
         grpc_type="unary",
         grpc_service="quorum.v1.Ensemble",
