@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("quorum")
 
+# How often `quorum up` checks that every process of its mesh is still running.
+UP_CHECK_S = 1.0
+
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "local.yaml"
 
 
@@ -404,6 +407,7 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
         otlp_endpoint=options.otlp_endpoint,
     )
     stopped = threading.Event()
+    status = 0
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopped.set())
     try:
@@ -419,7 +423,13 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
             print(f"metrics {name} {metrics_url}")
         print(f"Analyze with: quorum analyze --coordinator {address} --symbol BTC --at ...")
         sys.stdout.flush()
-        stopped.wait()
+        # A process that dies leaves the mesh incomplete: say which one and stop the rest.
+        while not stopped.wait(UP_CHECK_S):
+            dead = mesh.exited()
+            if dead is not None:
+                print(f"quorum up: {dead}; stopping the others", file=sys.stderr)
+                status = 1
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -429,7 +439,7 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         mesh.stop()
-    return 0
+    return status
 
 
 def _run_analyze(args: argparse.Namespace, config: Config) -> int:

@@ -209,6 +209,14 @@ class LocalMesh:
                 time.sleep(0.1)
         log.info("%s is serving on %s", entry.name, entry.address)
 
+    def exited(self) -> str | None:
+        """Describe the first process of the mesh that has exited, or return None."""
+        for entry in self.processes:
+            code = entry.process.poll()
+            if code is not None:
+                return f"{entry.name} exited with status {code} (log: {entry.log_file})"
+        return None
+
     def _check_alive(self, entry: MeshProcess) -> None:
         code = entry.process.poll()
         if code is not None:

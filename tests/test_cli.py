@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -235,3 +236,39 @@ def test_reference_config_starts_once_files_exist(tmp_path, smollm2_path):
     listed = [line.split()[0] for line in completed.stdout.splitlines()[1:8]]
     assert listed == [m["name"] for m in reference["models"]]
     assert "UNAVAILABLE" in completed.stdout
+
+
+def _processes_with(*parts: str) -> list[int]:
+    """Pids of the processes whose command line contains every one of `parts`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if all(part in command for part in parts):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_up_stops_when_a_worker_dies(tmp_path, lake_with_bars, smollm2_path):
+    config = write_config(tmp_path, lake_with_bars, [smollm2_entry(smollm2_path)])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--config", str(config), "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not (line := process.stdout.readline()).startswith("Analyze with"):
+            assert line, process.stderr.read()
+        (worker,) = _processes_with(str(config), " worker ")
+        os.kill(worker, signal.SIGKILL)
+        status = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert status == 1
+    assert "smollm2-135m exited with status -9" in process.stderr.read()
