@@ -423,7 +423,7 @@ def _run_up(args: argparse.Namespace, config: Config) -> int:
             print(f"metrics {name} {metrics_url}")
         print(f"Analyze with: quorum analyze --coordinator {address} --symbol BTC --at ...")
         sys.stdout.flush()
-        # A process that dies leaves the mesh incomplete: say which one and stop the rest.
+        # A process that dies leaves the mesh incomplete, so name it and stop the rest.
         while not stopped.wait(UP_CHECK_S):
             dead = mesh.exited()
             if dead is not None:

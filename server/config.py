@@ -56,7 +56,7 @@ class ModelConfig:
     # More workers serving the same model. A call that finds its worker unavailable or
     # overloaded before the first token is retried on the next one.
     replicas: tuple[str, ...] = ()
-    # Requests a worker holds waiting for its model; past this it answers RESOURCE_EXHAUSTED.
+    # Requests a worker queues while its model is busy. Past this it returns RESOURCE_EXHAUSTED.
     max_queue: int = 4
     # Hard limit of one generation for this model; 0 uses max_processing_time_seconds.
     max_processing_time_seconds: float = 0.0

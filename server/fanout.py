@@ -5,11 +5,11 @@ down, deadline, bad output) yields a failed outcome with its reason and never st
 others.
 
 Deadlines: each call gets the model's time limit, cut to what is left of the cycle's
-deadline; a model still queued for cores when the cycle's deadline passes fails without a
+deadline. A model still queued for cores when the cycle's deadline passes fails without a
 call. A call whose worker is unavailable or overloaded (UNAVAILABLE, RESOURCE_EXHAUSTED)
 before its first token is retried with backoff on the model's next replica, round the list,
-while the deadline allows. Nothing is retried after the first token: the tokens already
-streamed to the client belong to that attempt.
+for up to RETRY_WINDOW_S and within the deadline. Nothing is retried after the first token,
+because the tokens already streamed to the client belong to that attempt.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class WorkerClients:
         return inference_pb2_grpc.InferenceStub(self.channel_to(address))
 
     def call_order(self, name: str) -> tuple[str, ...]:
-        """The model's addresses in the order to try them: SERVING ones first."""
+        """Return the model's addresses in the order to try them, SERVING ones first."""
         return self.health.order(self.replicas[name])
 
     def watch_health(self) -> None:
@@ -185,7 +185,7 @@ class CallLimits:
 
     # max_processing_time_seconds, for models without a limit of their own.
     default_limit_s: float
-    # time.monotonic() at which the cycle must have every answer.
+    # time.monotonic() by which the cycle must have every verdict.
     deadline: float
 
     def remaining_s(self) -> float:

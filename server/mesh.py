@@ -163,7 +163,7 @@ class LocalMesh:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                # The child asks for SIGTERM on this process's death itself (see
+                # The child requests SIGTERM on this process's death itself (see
                 # server.parent_watch): no preexec_fn, so no Python code runs between fork
                 # and exec, which gRPC's threads in this process would make unsafe.
                 env={**os.environ, PARENT_PID_ENV: str(os.getpid())},

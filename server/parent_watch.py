@@ -1,6 +1,6 @@
 """Stop a mesh child when the process that started it dies, even by SIGKILL.
 
-The parent puts its pid in QUORUM_PARENT_PID; the child asks Linux for SIGTERM when its
+The parent puts its pid in QUORUM_PARENT_PID; the child requests SIGTERM from Linux when its
 parent dies (PR_SET_PDEATHSIG), then checks that the parent is still the one named, since
 it may have died before the request. Other systems, or no variable, skip this.
 """

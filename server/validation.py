@@ -126,7 +126,10 @@ def validate_request(
 
 
 def _check_request_id(request_id: str) -> None:
-    """A request id goes into logs and traces: printable ASCII, at most MAX_REQUEST_ID_CHARS."""
+    """Raise InvalidArgument unless the id is printable ASCII of at most MAX_REQUEST_ID_CHARS.
+
+    A request id goes into logs and traces, so it must not carry spaces or control characters.
+    """
     if len(request_id) > MAX_REQUEST_ID_CHARS or not all(" " < c <= "~" for c in request_id):
         raise InvalidArgument(
             "request_id",

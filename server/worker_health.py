@@ -1,9 +1,9 @@
 """Health of every worker address, pushed by the workers' grpc.health.v1 Watch streams.
 
 One task per address keeps a Watch stream open and records the latest status. A worker that
-restarts is seen SERVING again as soon as it answers, without restarting the coordinator, and
-one that drains on SIGTERM is seen NOT_SERVING at once. The fan-out calls SERVING replicas
-first; the status never stops a call, it only orders them.
+restarts is seen SERVING again as soon as its health stream reconnects, without restarting
+the coordinator, and one that drains on SIGTERM is seen NOT_SERVING at once. The fan-out
+calls SERVING replicas first. The status never prevents a call, it only orders them.
 """
 
 from __future__ import annotations

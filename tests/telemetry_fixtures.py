@@ -56,8 +56,8 @@ class Observed:
         return self.registry.get_sample_value(name, labels)
 
     def settled_value(self, name: str, timeout_s: float = 10.0, **labels: str) -> float | None:
-        """Return the sample once it exists: the server counts a call after the client has
-        its answer, so a test that reads at once can run ahead of the count."""
+        """Return the sample once it exists. The server counts a call after the client has
+        its response, so a test that reads at once can run ahead of the count."""
         deadline = time.monotonic() + timeout_s
         while (value := self.value(name, **labels)) is None and time.monotonic() < deadline:
             time.sleep(0.02)

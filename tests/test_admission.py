@@ -46,42 +46,43 @@ def test_fifo_ignores_priority():
 def test_never_more_than_slots_running():
     async def scenario() -> int:
         admission = Admission(2, "priority")
-        most = 0
+        max_running = 0
 
         async def cycle() -> None:
-            nonlocal most
+            nonlocal max_running
             async with admission.slot():
-                most = max(most, admission.running)
+                max_running = max(max_running, admission.running)
                 await asyncio.sleep(0.001)
 
         await asyncio.gather(*(cycle() for _ in range(50)))
-        return most
+        return max_running
 
     assert asyncio.run(scenario()) == 2
+
+
+async def _hold(admission: Admission, release: asyncio.Event) -> None:
+    async with admission.slot():
+        await release.wait()
+
+
+async def _pass_through(admission: Admission) -> None:
+    async with admission.slot():
+        pass
 
 
 def test_cancelled_waiter_takes_no_slot():
     async def scenario() -> tuple[int, int]:
         admission = Admission(1, "priority")
         release = asyncio.Event()
-
-        async def holder() -> None:
-            async with admission.slot():
-                await release.wait()
-
-        async def waiter() -> None:
-            async with admission.slot():
-                pass
-
-        held = asyncio.create_task(holder())
+        holder = asyncio.create_task(_hold(admission, release))
         await asyncio.sleep(0)
-        gone = asyncio.create_task(waiter())
+        cancelled = asyncio.create_task(_pass_through(admission))
         await asyncio.sleep(0)
-        gone.cancel()
-        await asyncio.gather(gone, return_exceptions=True)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
         waiting = admission.waiting
         release.set()
-        await held
+        await holder
         return waiting, admission.running
 
     assert asyncio.run(scenario()) == (0, 0)
@@ -101,21 +102,12 @@ def test_waiting_count_reported_on_change():
         reports: list[int] = []
         admission = Admission(1, "priority", reports.append)
         release = asyncio.Event()
-
-        async def holder() -> None:
-            async with admission.slot():
-                await release.wait()
-
-        async def waiter() -> None:
-            async with admission.slot():
-                pass
-
-        held = asyncio.create_task(holder())
+        holder = asyncio.create_task(_hold(admission, release))
         await asyncio.sleep(0)
-        waiting = asyncio.create_task(waiter())
+        waiter = asyncio.create_task(_pass_through(admission))
         await asyncio.sleep(0)
         release.set()
-        await asyncio.gather(held, waiting)
+        await asyncio.gather(holder, waiter)
         return reports
 
     assert asyncio.run(scenario()) == [1, 0]

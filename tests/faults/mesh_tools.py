@@ -21,7 +21,7 @@ from server import config as config_module
 from server.mesh import LocalMesh
 from tests.conftest import WINDOW_END, smollm2_entry, write_config
 
-# A small context and a short answer keep each cycle to seconds on two cores.
+# A small context and a short completion keep each cycle to seconds on two cores.
 CONTEXT_SIZE = 600
 MAX_TOKENS = 48
 

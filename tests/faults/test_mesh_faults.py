@@ -103,7 +103,7 @@ def test_stalled_worker_hits_its_deadline(tmp_path, lake_with_bars, smollm2_path
     verdicts = verdicts_by_model(result)
     assert verdicts["beta"].failure_kind == ensemble_pb2.FAILURE_KIND_DEADLINE
     assert verdicts["alpha"].status == ensemble_pb2.VERDICT_STATUS_ANSWERED
-    # alpha holds 1.5 of 2.5 of the base weight: above the quorum of one half.
+    # alpha has 1.5 of the 2.5 base weight: above the quorum of one half.
     assert result.consensus.answered_weight_share == pytest.approx(0.6)
     assert record_rows(result.record_path) == 1
 
@@ -221,7 +221,7 @@ def _short_history_request(lake: Path, priority: int) -> ensemble_pb2.AnalyzeReq
 
 def test_hundred_concurrent_calls_two_at_a_time(tmp_path, lake_with_bars, smollm2_path):
     # The coordinator, its admission queue, the lake and the records are real; the model is
-    # a stand-in Inference server that answers in 0.2 s, so that a hundred cycles test the
+    # a stand-in Inference server that responds in 0.2 s, so that a hundred cycles test the
     # coordinator in seconds rather than a hundred generations.
     with garbage_worker() as (address, servicer):
         servicer.mode = "valid"
@@ -247,19 +247,19 @@ def test_hundred_concurrent_calls_two_at_a_time(tmp_path, lake_with_bars, smollm
     assert all(result.consensus.answered == 1 for result in results)
     assert len({result.record_path for result in results}) == 1
     assert len(records) == 1
-    assert _most_running(log_lines) == 2
+    assert _max_running(log_lines) == 2
 
 
-def _most_running(log_lines: list[str]) -> int:
-    """The most cycles between their "started" and "finished" lines at any point of the log."""
-    running = most = 0
+def _max_running(log_lines: list[str]) -> int:
+    """Return the maximum number of cycles between their "started" and "finished" lines."""
+    running = max_running = 0
     for line in log_lines:
         if " started" in line and "Cycle " in line:
             running += 1
-            most = max(most, running)
+            max_running = max(max_running, running)
         elif " finished: " in line and "Cycle " in line:
             running -= 1
-    return most
+    return max_running
 
 
 def test_oversized_request_rejected(tmp_path, lake_with_bars, smollm2_path):

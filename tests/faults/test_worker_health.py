@@ -14,9 +14,9 @@ from tests.worker_fixtures import BackgroundWorker
 pytestmark = pytest.mark.model
 
 
-async def _status_after(health: WorkerHealth, address: str, wanted: str, timeout_s: float) -> str:
+async def _status_after(health: WorkerHealth, address: str, expected: str, timeout_s: float) -> str:
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while health.status.get(address) != wanted:
+    while health.status.get(address) != expected:
         if asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.05)

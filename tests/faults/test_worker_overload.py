@@ -35,7 +35,7 @@ def test_full_queue_rejects_request(one_slot_worker):
     with grpc.insecure_channel(one_slot_worker.address) as channel:
         stub = inference_pb2_grpc.InferenceStub(channel)
         first = stub.Generate(generate_request(request_id="first"), timeout=300)
-        next(first)  # a token: the first request holds the model
+        next(first)  # a token: the first request has the model's lock
 
         def queued() -> None:
             outcomes["queued"] = list(stub.Generate(generate_request(request_id="q"), timeout=300))
