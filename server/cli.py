@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from server import config as config_module
 from server import logs
+from server.backtest.commands import add_commands as add_backtest_commands
 from server.config import Config, ConfigError
 from server.market_store import MarketStore
 from server.observability import ObservabilityOptions
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(commands)
     _add_analyze(commands)
     _add_models(commands)
+    add_backtest_commands(commands)
     # The common options are accepted after the command too; SUPPRESS keeps a value given
     # before the command when it is not repeated after it.
     for command in commands.choices.values():

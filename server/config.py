@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from server import model_files
+from server.confidence_map import PLATT, PlattMap
 from server.market_store import check_symbol
 
 LARGE_MODEL_MIN_WEIGHT = 3.0
@@ -60,6 +61,15 @@ class ModelConfig:
     max_queue: int = 4
     # Hard limit of one generation for this model; 0 uses max_processing_time_seconds.
     max_processing_time_seconds: float = 0.0
+    # Maps the model's stated confidence to a calibrated one before the consensus weighs it;
+    # None uses the stated confidence.
+    confidence_calibration: PlattMap | None = None
+
+    def calibrated(self, confidence: float) -> float:
+        """Return the confidence the consensus weighs for a stated confidence."""
+        if self.confidence_calibration is None:
+            return confidence
+        return self.confidence_calibration.apply(confidence)
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -142,6 +152,10 @@ class Config:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     decision_window_minutes: int = 30
     horizon_minutes: int = 30
+    # Backtests: a realized move within this many basis points of 0 is labelled neutral.
+    label_neutral_band_bps: float = 10.0
+    # Backtests: the round-trip cost of one position, in basis points.
+    trade_cost_bps: float = 5.0
     max_concurrent_symbols: int = 2
     queue_strategy: str = "priority"
     enable_parallel_processing: bool = True
@@ -179,6 +193,8 @@ class Config:
         shaping = asdict(self)
         transport_keys = ("coordinator_address", "coordinator_listen", "security")
         operation_keys = ("shutdown_grace_seconds", "max_message_bytes", "symbols")
+        # Backtest scoring settings shape no analysis result.
+        operation_keys += ("label_neutral_band_bps", "trade_cost_bps")
         for key in ("source_path", "data_lake", *transport_keys, *operation_keys):
             shaping.pop(key)
         for model in shaping["models"]:
@@ -214,6 +230,8 @@ _FLOAT_KEYS = (
     "cycle_deadline_seconds",
     "shutdown_grace_seconds",
     "temperature",
+    "label_neutral_band_bps",
+    "trade_cost_bps",
 )
 _STRING_KEYS = (
     "queue_strategy",
@@ -238,9 +256,10 @@ _MODEL_KEYS = {
     "replicas",
     "max_queue",
     "max_processing_time_seconds",
+    "confidence_calibration",
 }
 # Keys of the reference ConfigMap that this loader reads into other settings.
-_MODEL_LIST_KEYS = ("models", "large_models", "small_models")
+MODEL_LIST_KEYS = ("models", "large_models", "small_models")
 _OTHER_KEYS = {
     "enable_parallel_processing",
     "require_large_model_consensus",
@@ -249,7 +268,7 @@ _OTHER_KEYS = {
     "symbols",
 }
 _TLS_PATH_KEYS = ("tls_cert_file", "tls_key_file", "tls_ca_file")
-_SECURITY_PATH_KEYS = (*_TLS_PATH_KEYS, "auth_token_file")
+SECURITY_PATH_KEYS = (*_TLS_PATH_KEYS, "auth_token_file")
 _SECURITY_BOOL_KEYS = ("tls_client_auth", "insecure")
 
 
@@ -259,13 +278,17 @@ def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config
     `overrides` replace top-level keys after reading.
     """
     source = Path(path)
-    if source.is_dir():
-        raw = _read_configmap_dir(source)
-    else:
-        raw = _read_yaml(source)
+    raw = read_raw(source)
     raw.update(overrides or {})
     config = from_mapping(raw, base_dir=source.resolve().parent)
     return replace(config, source_path=str(source))
+
+
+def read_raw(source: Path) -> dict[str, Any]:
+    """Return a configuration's keys as written, before any check or conversion."""
+    if source.is_dir():
+        return _read_configmap_dir(source)
+    return _read_yaml(source)
 
 
 def _read_yaml(source: Path) -> dict[str, Any]:
@@ -296,8 +319,8 @@ def _read_configmap_dir(source: Path) -> dict[str, Any]:
 def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config:
     """Build a Config from parsed YAML or ConfigMap data, validating every key."""
     known = set(_THRESHOLD_KEYS) | set(_INT_KEYS) | set(_FLOAT_KEYS) | set(_STRING_KEYS)
-    known |= set(_MODEL_LIST_KEYS) | _OTHER_KEYS
-    known |= set(_SECURITY_PATH_KEYS) | set(_SECURITY_BOOL_KEYS)
+    known |= set(MODEL_LIST_KEYS) | _OTHER_KEYS
+    known |= set(SECURITY_PATH_KEYS) | set(_SECURITY_BOOL_KEYS)
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
@@ -345,7 +368,7 @@ def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config
 
 def _parse_models(raw: Mapping[str, Any], base_dir: Path | None) -> tuple[ModelConfig, ...]:
     entries: list[Any] = []
-    for key in _MODEL_LIST_KEYS:
+    for key in MODEL_LIST_KEYS:
         value = raw.get(key)
         if value is None:
             continue
@@ -403,6 +426,9 @@ def _parse_model(where: str, entry: Any, base_dir: Path | None) -> ModelConfig:
         max_processing_time_seconds=_as_float(
             f"{where}.max_processing_time_seconds", entry.get("max_processing_time_seconds", 0)
         ),
+        confidence_calibration=_parse_calibration(
+            f"{where}.confidence_calibration", entry.get("confidence_calibration")
+        ),
     )
     if model.max_queue < 0:
         raise ConfigError(f"{where}.max_queue must be 0 or more, got {model.max_queue}")
@@ -418,6 +444,28 @@ def _parse_model(where: str, entry: Any, base_dir: Path | None) -> ModelConfig:
     if model.max_tokens < 16:
         raise ConfigError(f"{where}.max_tokens must be at least 16, got {model.max_tokens}")
     return model
+
+
+def _parse_calibration(where: str, value: Any) -> PlattMap | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping with method, slope and intercept")
+    unknown = sorted(set(value) - {"method", "slope", "intercept"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
+    method = value.get("method", PLATT)
+    if method != PLATT:
+        raise ConfigError(f"{where}.method must be {PLATT!r}, got {method!r}")
+    for key in ("slope", "intercept"):
+        if key not in value:
+            raise ConfigError(f"{where}.{key} is missing")
+    slope = _as_float(f"{where}.slope", value["slope"])
+    intercept = _as_float(f"{where}.intercept", value["intercept"])
+    for key, number in (("slope", slope), ("intercept", intercept)):
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}.{key} must be finite, got {number}")
+    return PlattMap(slope=slope, intercept=intercept)
 
 
 def _validate(config: Config) -> None:
@@ -440,6 +488,10 @@ def _validate(config: Config) -> None:
         )
     if config.horizon_minutes < 1:
         raise ConfigError(f"horizon_minutes must be positive, got {config.horizon_minutes}")
+    for key in ("label_neutral_band_bps", "trade_cost_bps"):
+        value = getattr(config, key)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key} must be 0 or a positive number of basis points, got {value}")
     if config.max_processing_time_seconds <= 0:
         raise ConfigError(
             "max_processing_time_seconds must be positive,"
@@ -489,7 +541,7 @@ def _validate(config: Config) -> None:
 def _parse_security(raw: Mapping[str, Any], base_dir: Path | None) -> SecuritySettings:
     """Read the TLS and token keys; relative paths are relative to the configuration file."""
     values: dict[str, Any] = {}
-    for key in _SECURITY_PATH_KEYS:
+    for key in SECURITY_PATH_KEYS:
         path = str(raw.get(key) or "").strip()
         if path and base_dir is not None and not Path(path).is_absolute():
             path = str((base_dir / path).resolve())

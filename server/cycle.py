@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -23,7 +23,7 @@ from server.admission import Admission
 from server.config import Config, Thresholds
 from server.consensus_policy import decide
 from server.context_builder import Context, build_context, choose_context_size
-from server.dispatch import CoreBudget, DispatchPlan
+from server.dispatch import CoreBudget, DispatchPlan, parameter_count
 from server.fanout import CallLimits, FanOutTelemetry, ModelOutcome, WorkerClients, fan_out
 from server.features import FamilyScope, Features, compute_features
 from server.logs import bind_fields, unbind_fields
@@ -34,6 +34,7 @@ from server.result_store import ResultStore
 from server.tokenizer import ReferenceTokenizer
 from server.tracing import child_span, context_with
 from server.validation import ValidatedRequest, validate_request
+from server.verdict_cache import CACHE_ADDRESS, VerdictCache, cacheable
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,27 @@ RESULT_MARGIN_S = 1.0
 _Timed = TypeVar("_Timed", OrderBookSnapshot, NewsItem)
 
 
+# Returns the worker clients once their workers serve; called before the first generation.
+WorkerStarter = Callable[[], Awaitable[WorkerClients]]
+
+
 @dataclass
 class CycleDependencies:
     config: Config
     market: MarketStore
-    results: ResultStore
-    workers: WorkerClients
+    # None writes no record (backtests keep their own table of windows).
+    results: ResultStore | None
+    # Clients of running workers, or a starter that brings them up when a model must
+    # generate (a backtest whose every verdict is cached starts no worker).
+    workers: WorkerClients | WorkerStarter
     tokenizer: ReferenceTokenizer
     tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
     # A registry of its own unless the caller passes metrics on the registry it serves.
     metrics: CoordinatorMetrics = field(
         default_factory=lambda: CoordinatorMetrics(CollectorRegistry())
     )
+    # Outcomes of earlier cycles on the same context, read instead of generating again.
+    verdict_cache: VerdictCache | None = None
 
 
 class Cycle:
@@ -293,33 +303,7 @@ class Cycle:
         limits: CallLimits,
         cycle_context: TraceContext,
     ) -> list[ModelOutcome]:
-        generate = inference_pb2.GenerateRequest(
-            request_id=request_id,
-            symbol=inputs.symbol,
-            window_end=records.timestamp(inputs.window_end),
-            window_minutes=window_minutes,
-            horizon_minutes=self.config.horizon_minutes,
-            context_size=context.context_size,
-            sections=[
-                inference_pb2.ContextSection(
-                    name=section.name,
-                    priority=section.priority,
-                    token_budget=section.budget_tokens,
-                    text=section.text,
-                )
-                for section in context.sections
-            ],
-            temperature=self.config.temperature,
-            seed=self.config.seed,
-        )
-        plan = DispatchPlan(
-            self.config.models,
-            self.deps.workers.addresses,
-            self.config.host_core_budget,
-            self.config.enable_parallel_processing,
-            self.core_budgets,
-        )
-
+        generate = generate_request(request_id, inputs, window_minutes, context, self.config)
         large_min_weight = self.config.thresholds.large_model_min_weight
 
         async def emit(event: ensemble_pb2.AnalysisEvent) -> None:
@@ -330,20 +314,93 @@ class Cycle:
             self.metrics.observe_verdict(verdict)
             await events.put(ensemble_pb2.AnalysisEvent(verdict=verdict))
 
-        telemetry = FanOutTelemetry(self.tracer, cycle_context, self.metrics.queue_depth)
+        async def keep_and_emit(outcome: ModelOutcome) -> None:
+            # Kept as each model finishes, so a cycle stopped part-way keeps what it has.
+            await self._keep_outcome(outcome, generate, inputs)
+            await emit_outcome(outcome)
 
         try:
-            return await fan_out(
-                plan,
-                self.deps.workers,
-                generate,
-                limits,
-                emit,
-                emit_outcome,
-                telemetry,
-            )
+            cached = await self._cached_outcomes(generate, inputs)
+            for outcome in cached.values():
+                await emit_outcome(outcome)
+            to_generate = [model for model in self.config.models if model.name not in cached]
+            generated: list[ModelOutcome] = []
+            if to_generate:
+                workers = await self._workers()
+                plan = DispatchPlan(
+                    to_generate,
+                    workers.addresses,
+                    self.config.host_core_budget,
+                    self.config.enable_parallel_processing,
+                    self.core_budgets,
+                )
+                telemetry = FanOutTelemetry(self.tracer, cycle_context, self.metrics.queue_depth)
+                generated = await fan_out(
+                    plan, workers, generate, limits, emit, keep_and_emit, telemetry
+                )
+            # In dispatch order (smallest first), whether generated now or read back.
+            by_name = {**cached, **{outcome.model.name: outcome for outcome in generated}}
+            ordered = sorted(self.config.models, key=parameter_count)
+            return [by_name[model.name] for model in ordered]
         finally:
             await events.put(None)
+
+    async def _workers(self) -> WorkerClients:
+        workers = self.deps.workers
+        if isinstance(workers, WorkerClients):
+            return workers
+        return await workers()
+
+    async def _cached_outcomes(
+        self, generate: inference_pb2.GenerateRequest, inputs: MarketInputs
+    ) -> dict[str, ModelOutcome]:
+        """Read each model's outcome on this exact request from the verdict cache."""
+        cache = self.deps.verdict_cache
+        if cache is None:
+            return {}
+        found: dict[str, ModelOutcome] = {}
+        for model in self.config.models:
+            key = cache.key_for(model, generate)
+            entry = await asyncio.to_thread(cache.get, key, inputs.symbol, inputs.window_end)
+            if entry is None:
+                continue
+            found[model.name] = ModelOutcome(
+                model=model,
+                address=CACHE_ADDRESS,
+                result=entry.result,
+                failure_kind=entry.failure_kind,
+                failure=entry.failure,
+                elapsed_ms=0.0,
+                from_cache=True,
+            )
+        if found:
+            log.info(
+                "Read %d of %d verdicts from the verdict cache", len(found), len(self.config.models)
+            )
+        return found
+
+    async def _keep_outcome(
+        self,
+        outcome: ModelOutcome,
+        generate: inference_pb2.GenerateRequest,
+        inputs: MarketInputs,
+    ) -> None:
+        """Write an outcome that the same request would reproduce to the verdict cache."""
+        cache = self.deps.verdict_cache
+        if cache is None or outcome.result is None:
+            return
+        if not cacheable(outcome.failure_kind, outcome.answered):
+            return
+        key = cache.key_for(outcome.model, generate)
+        await asyncio.to_thread(
+            cache.put,
+            key,
+            inputs.symbol,
+            inputs.window_end,
+            outcome.result,
+            outcome.failure_kind,
+            outcome.failure,
+        )
 
     def _conclude(
         self,
@@ -409,6 +466,8 @@ class Cycle:
         A cycle in which every model failed (an outage) carries no verdict, so it must not
         replace an earlier record of the same analysis that has verdicts.
         """
+        if self.deps.results is None:
+            return
         row = records.result_row(result)
         path = self.deps.results.path_for(row)
         if result.consensus.answered == 0 and path.exists():
@@ -427,6 +486,35 @@ class Cycle:
         result.record_existed = outcome.replaced
 
 
+def generate_request(
+    request_id: str,
+    inputs: MarketInputs,
+    window_minutes: int,
+    context: Context,
+    config: Config,
+) -> inference_pb2.GenerateRequest:
+    """The request every worker receives for a context."""
+    return inference_pb2.GenerateRequest(
+        request_id=request_id,
+        symbol=inputs.symbol,
+        window_end=records.timestamp(inputs.window_end),
+        window_minutes=window_minutes,
+        horizon_minutes=config.horizon_minutes,
+        context_size=context.context_size,
+        sections=[
+            inference_pb2.ContextSection(
+                name=section.name,
+                priority=section.priority,
+                token_budget=section.budget_tokens,
+                text=section.text,
+            )
+            for section in context.sections
+        ],
+        temperature=config.temperature,
+        seed=config.seed,
+    )
+
+
 def cycle_budget_s(cycle_deadline_s: float, client_remaining_s: float | None) -> float:
     """Seconds the fan-out may take: the cycle deadline, cut to the client's deadline.
 
@@ -440,14 +528,17 @@ def cycle_budget_s(cycle_deadline_s: float, client_remaining_s: float | None) ->
 
 
 def _consensus_of(outcomes: Sequence[ModelOutcome], thresholds: Thresholds) -> ConsensusResult:
-    """Weigh the verdicts of the models that answered; failed models carry no weight."""
+    """Weigh the verdicts of the models that answered; failed models carry no weight.
+
+    A model's confidence goes through its calibration map, when it has one, first.
+    """
     answered = np.array([outcome.answered for outcome in outcomes], dtype=bool)
     weights = np.array([outcome.model.weight for outcome in outcomes], dtype=np.float64)
     confidences = np.zeros(len(outcomes), dtype=np.float64)
     directions = np.zeros(len(outcomes), dtype=np.int8)
     for index, outcome in enumerate(outcomes):
         if outcome.answered and outcome.result is not None:
-            confidences[index] = outcome.result.verdict.confidence
+            confidences[index] = outcome.model.calibrated(outcome.result.verdict.confidence)
             directions[index] = outcome.result.verdict.direction
     return weighted_consensus(
         weights,

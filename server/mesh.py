@@ -74,15 +74,8 @@ class LocalMesh:
 
     def start(self) -> str:
         """Start the workers, then the coordinator; return the coordinator's address."""
-        self._workdir = tempfile.TemporaryDirectory(prefix="quorum-mesh-")
         try:
-            workers = [
-                self._spawn_worker(model.name, index)
-                for index, model in enumerate(self.config.models)
-                if model.name not in self.external_workers
-            ]
-            for worker in workers:
-                self._wait_ready(worker, "quorum.v1.Inference")
+            workers = self.start_workers()
             overrides = [f"{w.name}={w.address}" for w in workers]
             overrides += [
                 f"{name}={address}"
@@ -100,6 +93,25 @@ class LocalMesh:
             self.stop()
             raise
         return self.coordinator.address
+
+    def start_workers(self) -> list[MeshProcess]:
+        """Start a worker for every model not served elsewhere; wait until each serves.
+
+        A caller that runs cycles in its own process (a backtest) needs no coordinator.
+        """
+        self._workdir = tempfile.TemporaryDirectory(prefix="quorum-mesh-")
+        try:
+            workers = [
+                self._spawn_worker(model.name, index)
+                for index, model in enumerate(self.config.models)
+                if model.name not in self.external_workers
+            ]
+            for worker in workers:
+                self._wait_ready(worker, "quorum.v1.Inference")
+        except BaseException:
+            self.stop()
+            raise
+        return workers
 
     def worker_addresses(self) -> dict[str, str]:
         return {p.name: p.address for p in self.processes if p is not self.coordinator}

@@ -85,6 +85,7 @@ def model_verdict(
         failure=outcome.failure,
         elapsed_ms=outcome.elapsed_ms,
         queued_ms=outcome.queued_ms,
+        from_cache=outcome.from_cache,
     )
     if outcome.result is not None:
         message.finish_reason = outcome.result.finish_reason
@@ -92,6 +93,9 @@ def model_verdict(
         message.stats.CopyFrom(outcome.result.stats)
         if outcome.answered:
             message.verdict.CopyFrom(outcome.result.verdict)
+            message.calibrated_confidence = outcome.model.calibrated(
+                outcome.result.verdict.confidence
+            )
     if consensus is not None:
         message.final_weight = float(consensus.final_weights[index])
         message.influence = float(consensus.influences[index])
@@ -229,4 +233,6 @@ def _verdict_row(verdict: ensemble_pb2.ModelVerdict) -> dict[str, Any]:
         "generation_ms": stats.generation_ms,
         "elapsed_ms": verdict.elapsed_ms,
         "coordinator_queued_ms": verdict.queued_ms,
+        "calibrated_confidence": verdict.calibrated_confidence if answered else None,
+        "from_cache": verdict.from_cache,
     }

@@ -67,6 +67,8 @@ VERDICT_TYPE = pa.struct(
         ("generation_ms", pa.float64()),
         ("elapsed_ms", pa.float64()),
         ("coordinator_queued_ms", pa.float64()),
+        ("calibrated_confidence", pa.float64()),
+        ("from_cache", pa.bool_()),
     ]
 )
 
