@@ -110,7 +110,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def run_backtest(args: argparse.Namespace, config: Config) -> int:
-    from server.backtest import report
+    from server.backtest import documents
 
     try:
         config = _with_overrides(config, args)
@@ -127,9 +127,11 @@ def run_backtest(args: argparse.Namespace, config: Config) -> int:
     if not outcomes:
         _say_skipped(run)
         return EXIT_INTERRUPTED if run.interrupted else EXIT_NO_WINDOWS
-    document = report.backtest_report(config, plan, run)
-    report.write_backtest(document, outcomes, out_dir)
-    _print_report(document, report.render_table(document), args.json, out_dir)
+    from server.backtest.report import render_table
+
+    document = documents.backtest_report(config, plan, run)
+    documents.write_backtest(document, outcomes, out_dir)
+    _print_report(document, render_table(document), args.json, out_dir)
     if run.interrupted:
         _say_interrupted(run)
         return EXIT_INTERRUPTED
@@ -137,7 +139,7 @@ def run_backtest(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_calibrate(args: argparse.Namespace, config: Config) -> int:
-    from server.backtest import calibration, report
+    from server.backtest import calibration, documents
     from server.backtest.calibrated_config import write_calibrated_config
     from server.backtest.recompute import recompute
 
@@ -174,24 +176,28 @@ def run_calibrate(args: argparse.Namespace, config: Config) -> int:
     if not fit_outcomes or not test_outcomes:
         _say_skipped(fit_run if not fit_outcomes else test_run)
         return EXIT_NO_WINDOWS
-    learned = calibration.fit(fit_outcomes)
+    learned = calibration.fit(
+        fit_outcomes, large_min_weight=config.thresholds.large_model_min_weight
+    )
     config_path = args.write_config or out_dir / "calibrated.yaml"
     learned_config = write_calibrated_config(
-        config, learned.weights, learned.maps, config_path, report.calibration_header(learned)
+        config, learned.weights, learned.maps, config_path, documents.calibration_header(learned)
     )
-    document = report.calibration_report(
+    learned_outcomes = recompute(test_outcomes, learned_config)
+    document = documents.calibration_report(
         config,
         fit_plan,
         test_plan,
         learned,
         fit_outcomes,
         recompute(test_outcomes, config),
-        recompute(test_outcomes, learned_config),
+        learned_outcomes,
         test_run,
+        learned_config,
         config_path,
     )
-    report.write_calibration(document, test_outcomes, out_dir)
-    _print_report(document, report.render_calibration(document), args.json, out_dir)
+    documents.write_calibration(document, learned_outcomes, out_dir)
+    _print_report(document, documents.render_calibration(document), args.json, out_dir)
     return 0
 
 

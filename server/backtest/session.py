@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from server.config import Config, check_model_files
-from server.cycle import Cycle, CycleDependencies
+from server.cycle import Cycle, CycleDependencies, WorkerStarter
 from server.fanout import WorkerClients
 from server.market_store import MarketStore
 from server.mesh import LocalMesh
@@ -66,7 +66,9 @@ class LocalWorkers:
         await asyncio.to_thread(self.mesh.stop)
 
 
-def build_cycle(config: Config, workers: LocalWorkers) -> tuple[Cycle, MarketStore]:
+def build_cycle(
+    config: Config, workers: WorkerClients | WorkerStarter
+) -> tuple[Cycle, MarketStore]:
     """The cycle a backtest runs: verdict cache on, no result store."""
     files = check_model_files(config)
     tokenizer_name = config.context_tokenizer_model or config.models[0].name

@@ -5,12 +5,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from server.backtest.outcomes import WindowOutcome
-from server.consensus_policy import direction_name
+from fastpath.consensus import BEARISH, BULLISH, NEUTRAL
+from server.backtest.outcomes import ModelCall, WindowOutcome
+from server.consensus_policy import UNCERTAIN, direction_name
+
+_DIRECTION_CODES = {
+    direction_name(code): code for code in (BULLISH, BEARISH, NEUTRAL, UNCERTAIN)
+}
 
 WINDOWS_FILE = "windows.parquet"
 
@@ -51,6 +57,45 @@ def write_windows(outcomes: Sequence[WindowOutcome], directory: Path) -> Path:
     path = Path(directory) / WINDOWS_FILE
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
     return path
+
+
+def read_windows(path: Path) -> list[WindowOutcome]:
+    """Read a windows file back, so its windows can be scored again under other settings."""
+    table = pq.read_table(path, schema=SCHEMA)
+    # Whole nanoseconds: to_pylist would give datetimes, which hold microseconds.
+    index = table.schema.get_field_index("window_end")
+    table = table.set_column(index, "window_end", table.column(index).cast(pa.int64()))
+    return [_outcome(row) for row in table.to_pylist()]
+
+
+def _outcome(row: dict[str, Any]) -> WindowOutcome:
+    models = tuple(
+        ModelCall(
+            model=entry["model"],
+            weight=entry["weight"],
+            answered=entry["answered"],
+            direction=_DIRECTION_CODES[entry["direction"]] if entry["answered"] else 0,
+            confidence=entry["confidence"],
+            calibrated_confidence=entry["calibrated_confidence"],
+            prediction_pct=entry["prediction_pct"],
+            from_cache=entry["from_cache"],
+            failure=entry["failure"],
+        )
+        for entry in row["models"]
+    )
+    return WindowOutcome(
+        symbol=row["symbol"],
+        window_end=row["window_end"],
+        label=_DIRECTION_CODES[row["label"]],
+        realized_bps=row["realized_bps"],
+        momentum_bps=row["momentum_bps"],
+        models=models,
+        overall_direction=_DIRECTION_CODES[row["overall_direction"]],
+        confidence_level=row["confidence_level"],
+        agreement_strength=row["agreement_strength"],
+        action=row["action"],
+        decision_direction=_DIRECTION_CODES[row["decision_direction"]],
+    )
 
 
 def _row(outcome: WindowOutcome) -> dict[str, object]:
