@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from server.backtest.baselines import verdict_of
 from server.backtest.outcomes import ModelCall, WindowOutcome
 from server.confidence_map import PlattMap, logit
 
@@ -137,7 +138,7 @@ def fit(
     losses = {}
     answers = {}
     for name in configured:
-        calls = [_call_of(outcome, name) for outcome in outcomes]
+        calls = [verdict_of(outcome, name) for outcome in outcomes]
         answered = [
             (call, outcome) for call, outcome in zip(calls, outcomes, strict=True) if call.answered
         ]
@@ -334,13 +335,6 @@ def _summed_loss(
         correct = 1.0 if call.direction == outcome.label else 0.0
         loss += (confidence_map.apply(call.confidence) - correct) ** 2
     return loss
-
-
-def _call_of(outcome: WindowOutcome, model: str) -> ModelCall:
-    for call in outcome.models:
-        if call.model == model:
-            return call
-    raise ValueError(f"window {outcome.symbol} at {outcome.window_end} ns lacks model {model}")
 
 
 def _large_notes(
