@@ -25,11 +25,13 @@ def write_reliability(report: Mapping[str, Any], path: Path) -> None:
         for p in report["predictors"]
         if p["kind"] in ("ensemble", "model") and p["scores"]["calibration_count"]
     ]
+
     figure = Figure(figsize=FIGURE_SIZE_IN, dpi=DPI)
     FigureCanvasAgg(figure)
     curve_axes, count_axes = figure.subplots(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
+
     curve_axes.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
     width = 0.1 / max(len(predictors), 1)
     for index, predictor in enumerate(predictors):
@@ -43,6 +45,7 @@ def write_reliability(report: Mapping[str, Any], path: Path) -> None:
         )
         offsets = [b["lower"] + width * (index + 0.5) for b in bins]
         count_axes.bar(offsets, [b["count"] for b in bins], width=width, label=predictor["name"])
+
     curve_axes.set_xlim(0, 1)
     curve_axes.set_ylim(0, 1)
     curve_axes.set_ylabel("accuracy")
@@ -52,6 +55,7 @@ def write_reliability(report: Mapping[str, Any], path: Path) -> None:
     count_axes.set_ylabel("windows")
     if not predictors:
         curve_axes.text(0.5, 0.5, "no predictor states a confidence", ha="center")
+
     figure.tight_layout()
     figure.savefig(path, format="png")
 
