@@ -173,9 +173,17 @@ def _verdict_summary(verdict: ensemble_pb2.ModelVerdict) -> str:
         answer = verdict.verdict
         return (
             f"{verdict.model}: {direction_name(answer.direction)}"
-            f" (confidence {answer.confidence:.2f}) in {verdict.elapsed_ms / 1000:.1f} s"
+            f" (confidence {_confidence_text(verdict)}) in {verdict.elapsed_ms / 1000:.1f} s"
         )
     return f"{verdict.model}: failed: {verdict.failure}"
+
+
+def _confidence_text(verdict: ensemble_pb2.ModelVerdict) -> str:
+    """The stated confidence, and the calibrated one the consensus weighed when it differs."""
+    stated = verdict.verdict.confidence
+    if verdict.calibrated_confidence == stated:
+        return f"{stated:.2f}"
+    return f"{stated:.2f}->{verdict.calibrated_confidence:.2f}"
 
 
 def format_result(result: ensemble_pb2.AnalysisResult) -> str:
@@ -283,7 +291,7 @@ def _verdict_table(result: ensemble_pb2.AnalysisResult) -> str:
             answer = verdict.verdict
             cells = [
                 direction_name(answer.direction),
-                f"{answer.confidence:.2f}",
+                _confidence_text(verdict),
                 f"{answer.prediction_pct:+.2f}",
                 f"{verdict.influence:.3f}",
             ]

@@ -192,7 +192,7 @@ class Config:
         """SHA-256 over every setting that shapes a result, so a record names its ensemble."""
         shaping = asdict(self)
         transport_keys = ("coordinator_address", "coordinator_listen", "security")
-        operation_keys = ("shutdown_grace_seconds", "max_message_bytes", "symbols")
+        operation_keys: tuple[str, ...] = ("shutdown_grace_seconds", "max_message_bytes", "symbols")
         # Backtest scoring settings shape no analysis result.
         operation_keys += ("label_neutral_band_bps", "trade_cost_bps")
         for key in ("source_path", "data_lake", *transport_keys, *operation_keys):

@@ -9,7 +9,6 @@ from fastpath.consensus import BEARISH, BULLISH, NEUTRAL
 from server.backtest.baselines import (
     always_neutral_calls,
     best_model,
-    direction_of_move,
     ensemble_calls,
     majority_vote_calls,
     model_calls,
@@ -22,14 +21,6 @@ from tests.backtest_fixtures import model_call, outcomes, window
 
 def voted(*verdicts):
     return window(0, BULLISH, models=tuple(verdicts))
-
-
-@pytest.mark.parametrize(
-    ("move_bps", "expected"),
-    [(5.1, BULLISH), (5.0, NEUTRAL), (-5.0, NEUTRAL), (-5.1, BEARISH), (0.0, NEUTRAL)],
-)
-def test_direction_of_move_band(move_bps, expected):
-    assert direction_of_move(move_bps, 5.0) == expected
 
 
 def test_ensemble_uses_overall_direction():

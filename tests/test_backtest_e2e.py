@@ -61,13 +61,19 @@ def _config(directory: Path, lake: Path, model_path: Path, **settings: object) -
     return write_config(directory, lake, [entry], **defaults)
 
 
-def _backtest(config: Path, out: Path, *extra: str, period: tuple[str, str] = PERIOD) -> list[str]:
-    symbols = [argument for symbol in SYMBOLS for argument in ("--symbol", symbol)]
+def _backtest(
+    config: Path,
+    out: Path,
+    *extra: str,
+    period: tuple[str, str] = PERIOD,
+    symbols: tuple[str, ...] = SYMBOLS,
+) -> list[str]:
+    options = [argument for symbol in symbols for argument in ("--symbol", symbol)]
     return [
         "--config",
         str(config),
         "backtest",
-        *symbols,
+        *options,
         "--from",
         period[0],
         "--to",
@@ -117,7 +123,7 @@ def test_backtest_scores_every_window(first_run) -> None:
 def test_backtest_generates_each_verdict_once(first_run) -> None:
     _, out, _ = first_run
     verdicts = _report(out)["verdicts"]
-    assert (verdicts["cached"], verdicts["generated"] + verdicts["failed"]) == (0, 14)
+    assert (verdicts["cache_hits"], verdicts["generations"]) == (0, 14)
 
 
 def test_backtest_writes_report_files(first_run) -> None:
@@ -170,7 +176,7 @@ def test_rerun_reads_every_verdict_from_the_cache(first_run, tmp_path: Path) -> 
     completed = run_quorum(*_backtest(config, again))
     assert completed.returncode == 0, completed.stderr
     assert STARTING_WORKERS not in completed.stderr
-    assert _report(again)["verdicts"]["cached"] == 14
+    assert _report(again)["verdicts"]["cache_hits"] == 14
 
 
 def test_rerun_gives_the_same_windows(first_run, tmp_path: Path) -> None:
@@ -242,7 +248,7 @@ def test_new_generation_settings_invalidate_the_cache(
     completed = run_quorum(*arguments)
     assert completed.returncode == 0, completed.stderr
     verdicts = _report(tmp_path / "report")["verdicts"]
-    assert (verdicts["cached"], verdicts["generated"] + verdicts["failed"]) == (0, 2)
+    assert (verdicts["cache_hits"], verdicts["generations"]) == (0, 2)
 
 
 def test_calibrate_writes_a_loadable_config(first_run, tmp_path: Path) -> None:
@@ -310,8 +316,8 @@ def _calibrate(config: Path, out: Path) -> list[str]:
 
 def test_ctrl_c_stops_and_rerun_resumes(first_run, lake: Path, tmp_path: Path) -> None:
     config, _, _ = first_run
-    later = ("2019-01-02T07:00Z", "2019-01-02T10:00Z")
-    arguments = _backtest(config, tmp_path / "report", period=later)
+    later = ("2019-01-02T07:00Z", "2019-01-02T09:00Z")
+    arguments = _backtest(config, tmp_path / "report", period=later, symbols=("BTC",))
     cache = lake / CACHE_DATASET
     before = len(list(cache.rglob("*.parquet")))
     process = subprocess.Popen(
@@ -331,7 +337,7 @@ def test_ctrl_c_stops_and_rerun_resumes(first_run, lake: Path, tmp_path: Path) -
 
     resumed = run_quorum(*arguments)
     assert resumed.returncode == 0, resumed.stderr
-    assert _report(tmp_path / "report")["verdicts"]["cached"] >= 1
+    assert _report(tmp_path / "report")["verdicts"]["cache_hits"] >= 1
 
 
 def test_unknown_symbol_is_a_usage_error(first_run, tmp_path: Path) -> None:

@@ -20,21 +20,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from fastpath.consensus import BEARISH, BULLISH, NEUTRAL
+from fastpath.consensus import NEUTRAL
+from server.backtest.labels import direction_of
 from server.backtest.outcomes import ModelCall, WindowOutcome
 from server.backtest.scoring import NO_ANSWER, Call
-
-
-def direction_of_move(move_bps: float, neutral_band_bps: float) -> int:
-    """Return bullish above +band, bearish below -band, else neutral (the band is inclusive).
-
-    NOTE: the labels must use the same rule, or momentum gets a different band than the labels.
-    """
-    if move_bps > neutral_band_bps:
-        return BULLISH
-    if move_bps < -neutral_band_bps:
-        return BEARISH
-    return NEUTRAL
 
 
 def ensemble_calls(outcomes: Sequence[WindowOutcome]) -> list[Call]:
@@ -76,7 +65,7 @@ def always_neutral_calls(outcomes: Sequence[WindowOutcome]) -> list[Call]:
 def momentum_calls(outcomes: Sequence[WindowOutcome], neutral_band_bps: float) -> list[Call]:
     calls = []
     for outcome in outcomes:
-        direction = direction_of_move(outcome.momentum_bps, neutral_band_bps)
+        direction = direction_of(outcome.momentum_bps, neutral_band_bps)
         calls.append(Call(direction, None, "inform" if direction == NEUTRAL else "execute"))
     return calls
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -176,6 +177,10 @@ def run_calibrate(args: argparse.Namespace, config: Config) -> int:
     if not fit_outcomes or not test_outcomes:
         _say_skipped(fit_run if not fit_outcomes else test_run)
         return EXIT_NO_WINDOWS
+    try:
+        calibration.check_held_out(fit_outcomes, test_outcomes, config.horizon_minutes)
+    except ValueError as error:
+        return _usage_failure("calibrate", error)
     learned = calibration.fit(
         fit_outcomes, large_min_weight=config.thresholds.large_model_min_weight
     )
@@ -256,15 +261,17 @@ async def _run_plans(
 
 
 def _with_overrides(config: Config, args: argparse.Namespace) -> Config:
-    changes: dict[str, float] = {}
-    for option, key in (("cost_bps", "trade_cost_bps"), ("band_bps", "label_neutral_band_bps")):
-        value = getattr(args, option)
-        if value is None:
-            continue
-        if not value >= 0:
-            raise UsageError(f"--{option.replace('_', '-')} must be 0 or more, got {value}")
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
+    cost = _bps_option("--cost-bps", args.cost_bps, config.trade_cost_bps)
+    band = _bps_option("--band-bps", args.band_bps, config.label_neutral_band_bps)
+    return dataclasses.replace(config, trade_cost_bps=cost, label_neutral_band_bps=band)
+
+
+def _bps_option(option: str, value: float | None, configured: float) -> float:
+    if value is None:
+        return configured
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"{option} must be 0 or a positive number of basis points, got {value}")
+    return value
 
 
 def _plan(args: argparse.Namespace, config: Config, start: str, end: str) -> BacktestPlan:

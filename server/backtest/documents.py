@@ -79,9 +79,7 @@ def write_calibration(
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("configured", "learned"):
         report.write_report(document["held_out"][name], directory / name)
-    (directory / "report.json").write_text(
-        json.dumps(document, indent=2, allow_nan=False) + "\n"
-    )
+    (directory / "report.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
     (directory / "report.txt").write_text(render_calibration(document))
     write_windows(learned_outcomes, directory)
 

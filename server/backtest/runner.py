@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from quorum.v1 import ensemble_pb2
 from server.backtest.labels import Label, Unlabeled, label_windows
@@ -99,16 +100,19 @@ class BacktestRunner:
         ]
         everything = asyncio.gather(*tasks)
         stopped = asyncio.create_task(stop.wait())
+        waited: list[asyncio.Future[Any]] = [everything, stopped]
         try:
-            await asyncio.wait({everything, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not everything.done():
-                run.interrupted = True
-                everything.cancel()
-                await asyncio.gather(everything, return_exceptions=True)
+            run.interrupted = not everything.done()
+            # A failed symbol stops the others too; a finished one ignores the cancel.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(everything, *tasks, return_exceptions=True)
             stopped.cancel()
-        if everything.done() and not everything.cancelled() and everything.exception():
-            raise everything.exception()  # type: ignore[misc]
+        if not run.interrupted:
+            # Raises the error of a symbol's task, if one failed.
+            everything.result()
         return run
 
     async def _run_symbol(

@@ -14,9 +14,7 @@ from fastpath.consensus import BEARISH, BULLISH, NEUTRAL
 from server.backtest.outcomes import ModelCall, WindowOutcome
 from server.consensus_policy import UNCERTAIN, direction_name
 
-_DIRECTION_CODES = {
-    direction_name(code): code for code in (BULLISH, BEARISH, NEUTRAL, UNCERTAIN)
-}
+_DIRECTION_CODES = {direction_name(code): code for code in (BULLISH, BEARISH, NEUTRAL, UNCERTAIN)}
 
 WINDOWS_FILE = "windows.parquet"
 
