@@ -11,7 +11,7 @@ here instead of generating it again. An entry's key is the SHA-256 of three fing
   version, and the source of the worker modules that turn a request into a completion
   (prompt, chat template, grammar, context fitting, generation).
 
-A change to any of them gives another key, so a stale entry is never read; it stays on disk
+A change to any of them gives another key, so a stale entry is never read. It stays on disk
 until the cache directory is removed.
 
 Layout: `<lake>/verdict_cache/symbol=<SYMBOL>/date=<YYYY-MM-DD>/<key>.parquet`, one row per
@@ -101,7 +101,7 @@ class VerdictCache:
     """Reads and writes cache entries under one data lake.
 
     `model_files` maps a model name to its GGUF file where this machine has it; a model
-    without one is fingerprinted from its configuration alone, and a warning says so.
+    without one is fingerprinted from its configuration alone, and a warning is logged.
     """
 
     def __init__(self, lake_dir: Path, model_files: dict[str, Path] | None = None) -> None:
@@ -218,7 +218,7 @@ class VerdictCache:
 
 
 def cacheable(failure_kind: int, answered: bool) -> bool:
-    """Whether the same inputs would give this outcome again."""
+    """Return whether the same inputs would give this outcome again."""
     return answered or failure_kind in CACHEABLE_FAILURES
 
 

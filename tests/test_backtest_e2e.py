@@ -136,7 +136,8 @@ def test_backtest_writes_report_files(first_run) -> None:
 def test_backtest_plots_decode(first_run, name: str) -> None:
     _, out, _ = first_run
     image = matplotlib.image.imread(out / name)
-    assert image.shape[0] > 200 and image.shape[1] > 200
+    assert image.shape[0] > 200
+    assert image.shape[1] > 200
 
 
 def test_backtest_prints_the_table(first_run) -> None:
@@ -280,7 +281,8 @@ def test_calibrate_names_its_method(first_run, tmp_path: Path) -> None:
     out = tmp_path / "calibration"
     run_quorum(*_calibrate(config, out))
     method = _report(out)["calibration"]["method"]
-    assert "Hedge" in method and "Platt" in method
+    assert "Hedge" in method
+    assert "Platt" in method
 
 
 def test_calibrate_rejects_overlapping_periods(first_run, tmp_path: Path) -> None:
@@ -395,10 +397,10 @@ def test_future_data_reaches_no_context(
         market.write_order_book(symbol, [OrderBookSnapshot(later, level, level)])
 
     config = dataclasses.replace(config_module.load(config_path), data_lake=str(copy))
-    asked: list[str] = []
+    requested: list[str] = []
 
     async def no_generation() -> WorkerClients:
-        asked.append("a model")
+        requested.append("a model")
         raise RuntimeError("a verdict was missing from the cache: the context changed")
 
     cycle, store = build_cycle(config, no_generation)
@@ -406,7 +408,7 @@ def test_future_data_reaches_no_context(
     plan = BacktestPlan(SYMBOLS, window_end, window_end + NS_PER_MINUTE, 60)
     run = asyncio.run(runner.run(plan, asyncio.Event()))
     earlier = {(w.symbol, w.window_end): w for w in read_windows(out / WINDOWS_FILE)}
-    assert asked == []
+    assert requested == []
     for outcome in run.outcomes:
         before = earlier[(outcome.symbol, outcome.window_end)]
         assert _calls_without_cache_flag(outcome) == _calls_without_cache_flag(before)

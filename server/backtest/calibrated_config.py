@@ -3,7 +3,7 @@
 The written file is the source configuration with each model's `weight` and
 `confidence_calibration` replaced. Paths that the source gave relative to its own folder
 (model files, TLS files, the token file) are written absolute, so the new file works from
-any folder; `data_lake` stays as written, relative to the working directory.
+any folder. `data_lake` stays as written, relative to the working directory.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The reports that `quorum backtest` and `quorum calibrate` write, from a run's windows.
 
-A backtest folder holds report.json, report.txt, reliability.png, cumulative_return.png and
-windows.parquet. A calibration folder holds report.json and report.txt (the method, the
+A backtest folder contains report.json, report.txt, reliability.png, cumulative_return.png and
+windows.parquet. A calibration folder contains report.json and report.txt (the method, the
 learned weights and maps, and the held-out scores of the configured and the learned
 ensemble), a `configured/` and a `learned/` folder with each one's backtest report and
 plots, windows.parquet of the held-out windows under the learned configuration, and the
@@ -29,7 +29,7 @@ SKIP_REASONS_SHOWN = 10
 
 
 def backtest_report(config: Config, plan: BacktestPlan, run: BacktestRun) -> dict[str, Any]:
-    """The report of one backtest run: the scores, then how the run went."""
+    """Build the report of one backtest run: the scores, then how the run went."""
     document = _scores(config, run.sorted_outcomes())
     document["run"] = _run_facts(config, plan, run)
     return document
@@ -54,7 +54,7 @@ def calibration_report(
     learned_config: Config,
     config_path: Path,
 ) -> dict[str, Any]:
-    """Scores on the held-out period only: configured and learned ensemble side by side.
+    """Score the held-out period only: the configured and the learned ensemble side by side.
 
     The single best model baseline is chosen on the fit period.
     """
@@ -111,7 +111,7 @@ def render_calibration(document: dict[str, Any]) -> str:
 
 
 def calibration_header(learned: Calibration) -> str:
-    """The comment at the top of a learned configuration file."""
+    """Return the comment at the top of a learned configuration file."""
     written = datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ")
     return (
         f"Written by `quorum calibrate` at {written}.\n"

@@ -42,7 +42,7 @@ def label_windows(
     horizon_minutes: int,
     band_bps: float,
 ) -> list[Label | Unlabeled]:
-    """Label each window end, or say why it cannot be labelled."""
+    """Label each window end, or give the reason it cannot be labelled."""
     period_minutes = bars.bar_minutes()
     if period_minutes < 1:
         return [Unlabeled(end, f"{bars.symbol} has fewer than two bars") for end in window_ends]
@@ -75,7 +75,7 @@ def direction_of(move_bps: float, band_bps: float) -> int:
 
 
 def _close_at(bars: Bars, time_ns: int, period_ns: int) -> float | None:
-    """The close of the last bar at or before `time_ns`, if it closed within one bar period."""
+    """Return the close of the last bar at or before `time_ns`, if within one bar period."""
     index = int(np.searchsorted(bars.time, time_ns, side="right")) - 1
     if index < 0 or bars.time[index] <= time_ns - period_ns:
         return None

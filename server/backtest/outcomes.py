@@ -1,4 +1,4 @@
-"""What one backtest window produced: the label, each model's verdict and the ensemble's."""
+"""Backtest window outcomes: the label, each model's verdict and the ensemble's decision."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class ModelCall:
 
 @dataclass(frozen=True)
 class WindowOutcome:
-    """One backtest window: what the market did after window_end and what Quorum said."""
+    """One backtest window: the market's move after window_end and the ensemble's decision."""
 
     symbol: str
     window_end: int  # ns since the epoch, UTC

@@ -1,7 +1,7 @@
 """A progress line for long runs: windows done, verdicts read or generated, time left.
 
-On a terminal the line is redrawn in place; elsewhere (a log file, CI) a line is written at
-most every LOG_EVERY_S seconds and at the end.
+On a terminal the line is redrawn in place. Elsewhere (a log file, CI) a line is written at
+most every LOG_EVERY_S seconds, and once at the end.
 """
 
 from __future__ import annotations

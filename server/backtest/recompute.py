@@ -1,7 +1,7 @@
 """Consensus and decision of backtest windows again, under other weights, maps or thresholds.
 
-The models' outcomes do not depend on the weights, calibration maps or thresholds (they are
-not in the context nor in the verdict cache's key), so a window's consensus under another
+The models' outcomes do not depend on the weights, calibration maps or thresholds, which are
+neither in the context nor in the verdict cache's key. So a window's consensus under another
 configuration is the same weighted_consensus and decide over the same verdicts. This is what
 the cycle computes on a backtest re-run from the cache, without rebuilding every context.
 """

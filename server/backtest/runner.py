@@ -2,8 +2,8 @@
 
 Each window goes through `Cycle.run`, the same path as a live analysis: validation,
 point-in-time data (nothing after window_end), features, context, fan-out, consensus and
-decision. Two things differ: the cycle reads and writes the verdict cache, so a verdict on
-the same context is generated once; and no record goes to the result store, because the
+decision. Two things differ. The cycle reads and writes the verdict cache, so a verdict on
+the same context is generated once. And no record goes to the result store, because the
 backtest keeps its own table of windows.
 
 Symbols run at once, one task each, and the cycle's admission lets max_concurrent_symbols

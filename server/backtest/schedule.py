@@ -1,4 +1,4 @@
-"""Which windows a backtest runs: window ends every N minutes over a period."""
+"""Backtest schedules: window ends every N minutes over a period."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def window_ends(start_ns: int, end_ns: int, every_minutes: int) -> list[int]:
     count = -(-(end_ns - start_ns) // step)
     if count > MAX_WINDOWS:
         raise ValueError(
-            f"the period holds {count} windows of {every_minutes} minutes, more than"
+            f"the period contains {count} windows of {every_minutes} minutes, more than"
             f" {MAX_WINDOWS}: use a longer step or a shorter period"
         )
     return [start_ns + index * step for index in range(count)]

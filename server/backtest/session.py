@@ -1,4 +1,4 @@
-"""What a backtest runs on: the coordinator's cycle in this process, workers started on need."""
+"""The backtest session: the coordinator's cycle in this process, workers started on need."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class LocalWorkers:
 def build_cycle(
     config: Config, workers: WorkerClients | WorkerStarter
 ) -> tuple[Cycle, MarketStore]:
-    """The cycle a backtest runs: verdict cache on, no result store."""
+    """Build the cycle a backtest runs: verdict cache on, no result store."""
     files = check_model_files(config)
     tokenizer_name = config.context_tokenizer_model or config.models[0].name
     tokenizer = ReferenceTokenizer(tokenizer_name, files[tokenizer_name])
