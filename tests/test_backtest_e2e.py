@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server import config as config_module
+from server.admission import Admission
 from server.backtest.labels import Label, label_windows
 from server.backtest.outcomes import ModelCall, WindowOutcome
 from server.backtest.recompute import recompute
@@ -109,7 +110,7 @@ def first_run(
     directory = tmp_path_factory.mktemp("first")
     config = _config(directory, lake, smollm2_path)
     out = directory / "report"
-    completed = run_quorum(*_backtest(config, out), timeout=900)
+    completed = run_quorum(*_backtest(config, out), timeout=1800)
     if completed.returncode != 0:
         pytest.fail(f"backtest failed ({completed.returncode}):\n{completed.stderr}")
     return config, out, completed
@@ -431,3 +432,22 @@ def _rescale_bars_after(market: MarketStore, symbol: str, after_ns: int, scale: 
 
 def _calls_without_cache_flag(outcome: WindowOutcome) -> list[ModelCall]:
     return [dataclasses.replace(call, from_cache=False) for call in outcome.models]
+
+
+def test_symbols_wait_for_a_cycle_slot(first_run, lake: Path) -> None:
+    """Both symbols run at once, and with one slot the second waits for the first."""
+    config_path, _, _ = first_run
+    config = dataclasses.replace(config_module.load(config_path), max_concurrent_symbols=1)
+
+    async def no_generation() -> WorkerClients:
+        raise RuntimeError("a verdict was missing from the cache")
+
+    cycle, store = build_cycle(config, no_generation)
+    waiting: list[int] = []
+    cycle.admission = Admission(1, "fifo", waiting.append)
+    runner = BacktestRunner(cycle, store, config)
+    start = parse_moment(PERIOD[0])
+    plan = BacktestPlan(SYMBOLS, start, start + 3 * 60 * NS_PER_MINUTE, 60)
+    run = asyncio.run(runner.run(plan, asyncio.Event()))
+    assert len(run.outcomes) == 6
+    assert max(waiting) == 1
