@@ -83,8 +83,8 @@ def validate_request(
     symbol = request.symbol
     check_symbol(symbol)
     _check_request_id(request.request_id)
-    window_minutes = _check_window_minutes(request.window_minutes, config)
-    _check_context_size(request.context_size, config.max_context_size)
+    window_minutes = check_window_minutes(request.window_minutes, config)
+    check_context_size(request.context_size, config.max_context_size)
 
     bars = bars_from_proto(symbol, request.bars) if request.bars else None
     order_book = order_book_from_proto(request.order_book) if request.order_book else None
@@ -150,7 +150,7 @@ def check_symbol(symbol: str) -> None:
         )
 
 
-def _check_window_minutes(window_minutes: int, config: Config) -> int:
+def check_window_minutes(window_minutes: int, config: Config) -> int:
     if window_minutes == 0:
         return config.market_window_minutes
     if not 1 <= window_minutes <= MAX_WINDOW_MINUTES:
@@ -162,7 +162,7 @@ def _check_window_minutes(window_minutes: int, config: Config) -> int:
     return window_minutes
 
 
-def _check_context_size(context_size: int, max_context_size: int) -> None:
+def check_context_size(context_size: int, max_context_size: int) -> None:
     if context_size != 0 and not MIN_CONTEXT_SIZE <= context_size <= max_context_size:
         raise InvalidArgument(
             "context_size",

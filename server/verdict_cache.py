@@ -7,9 +7,11 @@ here instead of generating it again. An entry's key is the SHA-256 of three fing
   the installed version of the package it comes from;
 - the context: the whole GenerateRequest the worker would receive (symbol, window, horizon,
   context size, every section's name, priority, budget and text), without its request id;
-- the generation settings: temperature, seed, max_tokens, n_ctx, the llama-cpp-python
-  version, and the source of the worker modules that turn a request into a completion
-  (prompt, chat template, grammar, context fitting, generation).
+- the generation settings: temperature, seed, max_tokens, the context window the worker runs
+  with (the model's `n_ctx`, else its training context capped at max_context_size, as the
+  worker resolves it), the llama-cpp-python version, and the source of the worker modules that
+  turn a request into a completion (prompt, chat template, grammar, context fitting,
+  generation).
 
 A change to any of them gives another key, so a stale entry is never read. It stays on disk
 until the cache directory is removed.
@@ -39,6 +41,8 @@ import pyarrow.parquet as pq
 from quorum.v1 import ensemble_pb2, inference_pb2
 from server.config import ModelConfig
 from server.market_store import day_of
+from worker import gguf_header
+from worker.model import resolve_n_ctx
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +106,25 @@ class VerdictCache:
 
     `model_files` maps a model name to its GGUF file where this machine has it; a model
     without one is fingerprinted from its configuration alone, and a warning is logged.
+    `max_context_size` caps the context window of a model without `n_ctx`, as in the worker.
+
+    NOTE: the key assumes each worker runs with the coordinator's configuration. A worker
+    started elsewhere with another `n_ctx` or `max_context_size` is not noticed.
     """
 
-    def __init__(self, lake_dir: Path, model_files: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        lake_dir: Path,
+        model_files: dict[str, Path] | None = None,
+        max_context_size: int = 0,
+    ) -> None:
         self.root = Path(lake_dir) / CACHE_DATASET
         self._model_files = dict(model_files or {})
-        self._model_fingerprints: dict[str, str] = {}
+        self._max_context_size = max_context_size
+        # Keyed by the whole model entry, so an entry changed under the same name is not
+        # taken for the old one.
+        self._model_fingerprints: dict[ModelConfig, str] = {}
+        self._context_windows: dict[ModelConfig, str] = {}
         self._worker_code = worker_code_fingerprint()
         self._llama_version = _package_version("llama-cpp-python")
 
@@ -127,7 +144,7 @@ class VerdictCache:
             f"temperature={request.temperature!r}",
             f"seed={request.seed}",
             f"max_tokens={max_tokens}",
-            f"n_ctx={model.n_ctx}",
+            f"n_ctx={self._context_window(model)}",
             f"llama-cpp-python={self._llama_version}",
             f"worker={self._worker_code}",
         )
@@ -189,10 +206,29 @@ class VerdictCache:
             raise
         return path
 
+    def _context_window(self, model: ModelConfig) -> str:
+        """Return the context window the model's worker resolves, or what decides it."""
+        if model not in self._context_windows:
+            self._context_windows[model] = self._resolve_context_window(model)
+        return self._context_windows[model]
+
+    def _resolve_context_window(self, model: ModelConfig) -> str:
+        file = self._model_files.get(model.name)
+        if model.n_ctx > 0 or file is None:
+            return f"{model.n_ctx} (max_context_size {self._max_context_size})"
+        try:
+            n_ctx_train = gguf_header.context_length(gguf_header.read_metadata(file))
+        except gguf_header.GgufError as error:
+            log.warning(
+                "Model %s: the training context of %s is unreadable: %s", model.name, file, error
+            )
+            return f"0 (max_context_size {self._max_context_size})"
+        return str(resolve_n_ctx(model.n_ctx, n_ctx_train, self._max_context_size))
+
     def _model_fingerprint(self, model: ModelConfig) -> str:
-        if model.name not in self._model_fingerprints:
-            self._model_fingerprints[model.name] = self._fingerprint_model(model)
-        return self._model_fingerprints[model.name]
+        if model not in self._model_fingerprints:
+            self._model_fingerprints[model] = self._fingerprint_model(model)
+        return self._model_fingerprints[model]
 
     def _fingerprint_model(self, model: ModelConfig) -> str:
         parts = [

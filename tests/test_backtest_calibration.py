@@ -165,12 +165,14 @@ def test_fit_weights_follow_formula():
 
 def test_fit_notes_large_model_change():
     calibration = fit(two_model_windows())
-    # good: 1.0 -> about 3.9 (now large); bad: 3.0 -> about 0.07 (no longer large).
-    assert len(calibration.notes) == 2
+    # good: 1.0 -> about 3.9 (now large); bad: 3.0 -> about 0.07 (no longer large). The
+    # third note is bad's reversing map.
+    assert len(calibration.notes) == 3
     assert calibration.notes[0].startswith("good: weight 1 -> ")
     assert "makes it large" in calibration.notes[0]
     assert calibration.notes[1].startswith("bad: weight 3 -> ")
     assert "no longer large" in calibration.notes[1]
+    assert calibration.notes[2].startswith("bad's map has slope")
 
 
 def test_fit_method_names_hedge():
@@ -226,3 +228,15 @@ def test_held_out_overlap_rejected():
     held_out = [window(1, BULLISH, symbol="ETH")]
     with pytest.raises(ValueError, match="where the fit period's labels end"):
         check_held_out(fit_windows, held_out, horizon_minutes=30)
+
+
+def test_reversing_map_is_noted():
+    # High confidence always wrong, low confidence always right.
+    windows = []
+    for index in range(40):
+        wrong = index % 2 == 1
+        call = model_call("a", BEARISH if wrong else BULLISH, 0.9 if wrong else 0.2)
+        windows.append(window(index, BULLISH, models=(call,)))
+    calibration = fit(windows)
+    assert calibration.maps["a"].slope < 0
+    assert any("reverses" in note for note in calibration.notes)

@@ -384,7 +384,10 @@ def test_future_data_reaches_no_context(
     headline: str,
 ) -> None:
     """Bars, news and order books after window_end change no context: every verdict of the
-    window is read back from the cache under the same key, and no model is asked again."""
+    window is read back from the cache under the same key, and no model is asked again.
+
+    The lake holds BTC and ETH only, so both the symbol's own data and its related symbol's
+    (the correlation section) change after window_end."""
     config_path, out, _ = first_run
     copy = tmp_path_factory.mktemp("future") / "lake"
     shutil.copytree(lake, copy)
@@ -410,6 +413,7 @@ def test_future_data_reaches_no_context(
     run = asyncio.run(runner.run(plan, asyncio.Event()))
     earlier = {(w.symbol, w.window_end): w for w in read_windows(out / WINDOWS_FILE)}
     assert requested == []
+    assert len(run.outcomes) == len(SYMBOLS)
     for outcome in run.outcomes:
         before = earlier[(outcome.symbol, outcome.window_end)]
         assert _calls_without_cache_flag(outcome) == _calls_without_cache_flag(before)

@@ -217,3 +217,23 @@ def test_context_fingerprint_ignores_sampling() -> None:
 )
 def test_cacheable_outcomes(kind: int, answered: bool, expected: bool) -> None:
     assert cacheable(kind, answered) is expected
+
+
+def _smollm2(path: Path) -> ModelConfig:
+    return ModelConfig(name="smollm2-135m", path=str(path), package=None, weight=1.0)
+
+
+def _settings(lake: Path, path: Path, max_context_size: int) -> str:
+    cache = VerdictCache(lake, {"smollm2-135m": path}, max_context_size)
+    return cache.key_for(_smollm2(path), _request()).settings_fingerprint
+
+
+def test_context_cap_changes_the_settings(tmp_path: Path, smollm2_path: Path) -> None:
+    # SmolLM2 was trained with 8,192 tokens: a cap below that is the worker's context window.
+    first = _settings(tmp_path, smollm2_path, 1024)
+    assert first != _settings(tmp_path, smollm2_path, 2048)
+
+
+def test_cap_above_training_context_keeps_the_settings(tmp_path: Path, smollm2_path: Path) -> None:
+    first = _settings(tmp_path, smollm2_path, 8192)
+    assert first == _settings(tmp_path, smollm2_path, 50_000)

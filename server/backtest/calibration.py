@@ -176,7 +176,8 @@ def fit(
         fit_to_ns=max(outcome.window_end for outcome in outcomes),
         eta=eta,
         models=models,
-        notes=tuple(_large_notes(configured, weights, large_min_weight)),
+        notes=tuple(_large_notes(configured, weights, large_min_weight))
+        + tuple(_reversal_notes(maps)),
     )
 
 
@@ -335,6 +336,16 @@ def _summed_loss(
         correct = 1.0 if call.direction == outcome.label else 0.0
         loss += (confidence_map.apply(call.confidence) - correct) ** 2
     return loss
+
+
+def _reversal_notes(maps: dict[str, PlattMap]) -> list[str]:
+    """Name every map with a negative slope: it ranks the model's confidences the other way."""
+    return [
+        f"{name}'s map has slope {platt.slope:.4g} < 0: in the fit period its higher stated"
+        " confidences were right less often, so the map reverses their order"
+        for name, platt in maps.items()
+        if platt.slope < 0
+    ]
 
 
 def _large_notes(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -121,13 +122,17 @@ def run_backtest(args: argparse.Namespace, config: Config) -> int:
         return _usage_failure("backtest", error)
     out_dir = args.out or Path("backtests") / _folder_name(plan)
     try:
+        _check_out_dir(out_dir)
         (run,) = asyncio.run(_run_plans(config, [plan], external))
     except UsageError as error:
         return _usage_failure("backtest", error)
     outcomes = run.sorted_outcomes()
     if not outcomes:
+        if run.interrupted:
+            _say_interrupted(run)
+            return EXIT_INTERRUPTED
         _say_skipped(run)
-        return EXIT_INTERRUPTED if run.interrupted else EXIT_NO_WINDOWS
+        return EXIT_NO_WINDOWS
     from server.backtest.report import render_table
 
     document = documents.backtest_report(config, plan, run)
@@ -158,6 +163,9 @@ def run_calibrate(args: argparse.Namespace, config: Config) -> int:
         return _usage_failure("calibrate", error)
     out_dir = args.out or Path("calibrations") / _folder_name(test_plan)
     try:
+        _check_out_dir(out_dir)
+        if args.write_config is not None:
+            _check_out_dir(args.write_config.parent)
         fit_run, *rest = asyncio.run(_run_plans(config, [fit_plan, test_plan], external))
     except UsageError as error:
         return _usage_failure("calibrate", error)
@@ -276,6 +284,14 @@ def _bps_option(option: str, value: float | None, configured: float) -> float:
 
 def _plan(args: argparse.Namespace, config: Config, start: str, end: str) -> BacktestPlan:
     from server.backtest.runner import BacktestPlan
+    from server.validation import InvalidArgument, check_context_size, check_window_minutes
+
+    try:
+        check_window_minutes(args.window_minutes, config)
+        check_context_size(args.context_size, config.max_context_size)
+    except InvalidArgument as error:
+        option = "--" + error.field.replace("_", "-")
+        raise UsageError(f"{option}: {error}") from None
 
     symbols = tuple(config.symbols) if args.all_symbols else tuple(dict.fromkeys(args.symbol))
     if not symbols:
@@ -296,6 +312,16 @@ def _plan(args: argparse.Namespace, config: Config, start: str, end: str) -> Bac
         window_minutes=args.window_minutes,
         context_size=args.context_size,
     )
+
+
+def _check_out_dir(directory: Path) -> None:
+    """Create the report folder now, so a run never ends without a place for its report."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the report folder {directory}: {error}") from None
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"the report folder {directory} is not writable")
 
 
 def _external_workers(pairs: Sequence[str]) -> dict[str, list[str]]:

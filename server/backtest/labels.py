@@ -45,7 +45,8 @@ def label_windows(
     """Label each window end, or give the reason it cannot be labelled."""
     period_minutes = bars.bar_minutes()
     if period_minutes < 1:
-        return [Unlabeled(end, f"{bars.symbol} has fewer than two bars") for end in window_ends]
+        reason = f"{bars.symbol} has {len(bars)} bars up to the period's end, too few to label"
+        return [Unlabeled(end, reason) for end in window_ends]
     period_ns = period_minutes * NS_PER_MINUTE
     horizon_ns = horizon_minutes * NS_PER_MINUTE
     labels: list[Label | Unlabeled] = []

@@ -42,6 +42,7 @@ def write_reliability(report: Mapping[str, Any], path: Path) -> None:
             [b["accuracy"] for b in filled],
             marker="o",
             label=predictor["name"],
+            **_line_style(predictor["kind"]),
         )
         offsets = [b["lower"] + width * (index + 0.5) for b in bins]
         count_axes.bar(offsets, [b["count"] for b in bins], width=width, label=predictor["name"])
@@ -72,8 +73,8 @@ def write_cumulative_return(report: Mapping[str, Any], path: Path) -> None:
             _times(scores["window_ends"]),
             scores["cumulative_net_bps"],
             label=predictor["name"],
-            linewidth=2.0 if predictor["kind"] == "ensemble" else 1.0,
             drawstyle="steps-post",
+            **_line_style(predictor["kind"]),
         )
     axes.axhline(0.0, color="gray", linewidth=0.5)
     axes.set_ylabel(f"cumulative net bps (cost {report['settings']['cost_bps']:g} bps per trade)")
@@ -92,4 +93,12 @@ def _times(window_ends_ns: Sequence[int]) -> np.ndarray:
 def _title(report: Mapping[str, Any], what: str) -> str:
     period = report["period"]
     symbols = ", ".join(report["symbols"])
-    return f"{symbols} {period['from']} to {period['to']}: {what}"
+    return f"{symbols} {period['from']} to {period['to']}\n{what}"
+
+
+def _line_style(kind: str) -> dict[str, Any]:
+    # The ensemble is a thick line underneath and the others thin dashed lines on top, so a
+    # predictor whose line equals the ensemble's (a one-model ensemble) stays visible.
+    if kind == "ensemble":
+        return {"linewidth": 3.0, "zorder": 2}
+    return {"linewidth": 1.2, "linestyle": "--", "zorder": 3}

@@ -29,7 +29,8 @@ class Progress:
         self._stream = stream
         self._clock = clock
         self._started = clock()
-        self._last_line = float("-inf")
+        self._last_time = float("-inf")
+        self._last_text = ""
         self._live = stream.isatty()
 
     def advance(self, cached: int = 0, generated: int = 0, skipped: bool = False) -> None:
@@ -66,9 +67,12 @@ class Progress:
         now = self._clock()
         if self._live:
             self._stream.write("\r" + self.line() + "\033[K")
-        elif final or now - self._last_line >= LOG_EVERY_S:
-            self._stream.write(self.line() + "\n")
-            self._last_line = now
+        elif final or now - self._last_time >= LOG_EVERY_S:
+            text = self.line()
+            # The last window's line and the final one are often the same.
+            if text != self._last_text:
+                self._stream.write(text + "\n")
+            self._last_time, self._last_text = now, text
         self._stream.flush()
 
 

@@ -81,6 +81,6 @@ def build_cycle(
         results=None,
         workers=workers,
         tokenizer=tokenizer,
-        verdict_cache=VerdictCache(lake, files),
+        verdict_cache=VerdictCache(lake, files, config.max_context_size),
     )
     return Cycle(deps), market
