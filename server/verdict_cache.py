@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from google.protobuf.message import DecodeError
 
 from quorum.v1 import ensemble_pb2, inference_pb2
 from server.config import ModelConfig
@@ -168,7 +169,13 @@ class VerdictCache:
             log.warning("Verdict cache entry %s does not match its key, so it is a miss", path)
             return None
         row = rows[0]
-        result = inference_pb2.GenerationResult.FromString(row["result"])
+        try:
+            result = inference_pb2.GenerationResult.FromString(row["result"])
+        except DecodeError as error:
+            log.warning(
+                "Verdict cache entry %s holds a damaged result, so it is a miss: %s", path, error
+            )
+            return None
         return CachedOutcome(result, int(row["failure_kind"]), str(row["failure"] or ""), path)
 
     def put(

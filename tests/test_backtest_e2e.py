@@ -455,3 +455,12 @@ def test_symbols_wait_for_a_cycle_slot(first_run, lake: Path) -> None:
     run = asyncio.run(runner.run(plan, asyncio.Event()))
     assert len(run.outcomes) == 6
     assert max(waiting) == 1
+
+
+def test_unwritable_report_file_keeps_the_cache_hint(first_run, tmp_path: Path) -> None:
+    config, _, _ = first_run
+    out = tmp_path / "report"
+    (out / "report.json").mkdir(parents=True)
+    completed = run_quorum(*_backtest(config, out))
+    assert completed.returncode == 1
+    assert "run again with another --out" in completed.stderr

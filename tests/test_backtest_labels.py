@@ -99,7 +99,7 @@ def test_stale_reference_is_unlabeled() -> None:
     bars = _bars([0, HALF_HOUR, 4 * HALF_HOUR, 5 * HALF_HOUR], [100.0, 101.0, 102.0, 103.0])
     (label,) = label_windows(bars, [3 * HALF_HOUR], 30, 0.0)
     assert isinstance(label, Unlabeled)
-    assert "before it" in label.reason
+    assert "before window_end" in label.reason
 
 
 def test_last_window_without_future_is_unlabeled(btc_bars: Bars) -> None:

@@ -12,9 +12,11 @@ import yaml
 from fastpath.consensus import BEARISH, BULLISH, NEUTRAL
 from server import config as config_module
 from server.backtest.calibrated_config import write_calibrated_config
+from server.backtest.documents import backtest_report, render_backtest
 from server.backtest.outcomes import ModelCall, WindowOutcome
 from server.backtest.progress import Progress
 from server.backtest.recompute import recompute
+from server.backtest.runner import BacktestPlan, BacktestRun, SkippedWindow
 from server.backtest.window_table import WINDOWS_FILE, read_windows, write_windows
 from server.confidence_map import PlattMap
 from server.config import ConfigError
@@ -161,3 +163,33 @@ def test_learned_config_keeps_other_keys(tmp_path: Path) -> None:
     target = tmp_path / "learned.yaml"
     loaded = write_calibrated_config(config, {"a": 1.0, "b": 3.0}, {}, target, "")
     assert loaded.security == config.security
+
+
+def _run(interrupted: bool, skipped: int) -> tuple[BacktestPlan, BacktestRun]:
+    plan = BacktestPlan(("BTC",), WINDOW_END, WINDOW_END + 4 * 3_600 * 10**9, 60)
+    run = BacktestRun(planned=4, interrupted=interrupted)
+    run.outcomes.append(_window(_call("a", BULLISH, 0.7), _call("b", BEARISH, 0.6, weight=3.0)))
+    for index in range(skipped):
+        run.skipped.append(SkippedWindow("BTC", WINDOW_END + index, "no BTC bar"))
+    return plan, run
+
+
+def test_interrupted_report_says_so(tmp_path: Path) -> None:
+    config = config_module.load(_config_file(tmp_path))
+    plan, run = _run(interrupted=True, skipped=0)
+    text = render_backtest(backtest_report(config, plan, run))
+    assert text.startswith("INTERRUPTED: 1 of 4 windows scored")
+
+
+def test_report_counts_skips(tmp_path: Path) -> None:
+    config = config_module.load(_config_file(tmp_path))
+    plan, run = _run(interrupted=False, skipped=2)
+    text = render_backtest(backtest_report(config, plan, run))
+    assert text.startswith("skipped 2 windows: 2 x no BTC bar")
+
+
+def test_complete_report_starts_with_table(tmp_path: Path) -> None:
+    config = config_module.load(_config_file(tmp_path))
+    plan, run = _run(interrupted=False, skipped=0)
+    text = render_backtest(backtest_report(config, plan, run))
+    assert text.startswith("BTC  1 windows")

@@ -6,6 +6,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from quorum.v1 import ensemble_pb2, inference_pb2, verdict_pb2
@@ -237,3 +239,13 @@ def test_context_cap_changes_the_settings(tmp_path: Path, smollm2_path: Path) ->
 def test_cap_above_training_context_keeps_the_settings(tmp_path: Path, smollm2_path: Path) -> None:
     first = _settings(tmp_path, smollm2_path, 8192)
     assert first == _settings(tmp_path, smollm2_path, 50_000)
+
+
+def test_damaged_result_is_a_miss(cache: VerdictCache, model: ModelConfig) -> None:
+    key = cache.key_for(model, _request())
+    path = cache.put(key, "BTC", WINDOW_END, _answer(), 0, "")
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("result")
+    damaged = pa.array([b"\xff\xff\xff"], type=pa.binary())
+    pq.write_table(table.set_column(index, "result", damaged), path)
+    assert cache.get(key, "BTC", WINDOW_END) is None

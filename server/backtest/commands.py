@@ -25,6 +25,8 @@ EXIT_INTERRUPTED = 130
 # No window of the period could be scored (all skipped): nothing to report on.
 EXIT_NO_WINDOWS = 1
 EXIT_USAGE = 2
+# The run finished but its report or learned configuration could not be written.
+EXIT_FAILED = 1
 
 
 class UsageError(ValueError):
@@ -133,11 +135,12 @@ def run_backtest(args: argparse.Namespace, config: Config) -> int:
             return EXIT_INTERRUPTED
         _say_skipped(run)
         return EXIT_NO_WINDOWS
-    from server.backtest.report import render_table
-
     document = documents.backtest_report(config, plan, run)
-    documents.write_backtest(document, outcomes, out_dir)
-    _print_report(document, render_table(document), args.json, out_dir)
+    try:
+        documents.write_backtest(document, outcomes, out_dir)
+    except OSError as error:
+        return _report_failure("backtest", out_dir, error)
+    _print_report(document, documents.render_backtest(document), args.json, out_dir)
     if run.interrupted:
         _say_interrupted(run)
         return EXIT_INTERRUPTED
@@ -165,7 +168,7 @@ def run_calibrate(args: argparse.Namespace, config: Config) -> int:
     try:
         _check_out_dir(out_dir)
         if args.write_config is not None:
-            _check_out_dir(args.write_config.parent)
+            _check_config_path(args.write_config)
         fit_run, *rest = asyncio.run(_run_plans(config, [fit_plan, test_plan], external))
     except UsageError as error:
         return _usage_failure("calibrate", error)
@@ -193,9 +196,16 @@ def run_calibrate(args: argparse.Namespace, config: Config) -> int:
         fit_outcomes, large_min_weight=config.thresholds.large_model_min_weight
     )
     config_path = args.write_config or out_dir / "calibrated.yaml"
-    learned_config = write_calibrated_config(
-        config, learned.weights, learned.maps, config_path, documents.calibration_header(learned)
-    )
+    try:
+        learned_config = write_calibrated_config(
+            config,
+            learned.weights,
+            learned.maps,
+            config_path,
+            documents.calibration_header(learned),
+        )
+    except OSError as error:
+        return _report_failure("calibrate", config_path, error)
     learned_outcomes = recompute(test_outcomes, learned_config)
     document = documents.calibration_report(
         config,
@@ -209,7 +219,10 @@ def run_calibrate(args: argparse.Namespace, config: Config) -> int:
         learned_config,
         config_path,
     )
-    documents.write_calibration(document, learned_outcomes, out_dir)
+    try:
+        documents.write_calibration(document, learned_outcomes, out_dir)
+    except OSError as error:
+        return _report_failure("calibrate", out_dir, error)
     _print_report(document, documents.render_calibration(document), args.json, out_dir)
     return 0
 
@@ -319,9 +332,15 @@ def _check_out_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(f"cannot create the report folder {directory}: {error}") from None
+        raise UsageError(f"cannot create the folder {directory}: {error}") from None
     if not os.access(directory, os.W_OK):
-        raise UsageError(f"the report folder {directory} is not writable")
+        raise UsageError(f"the folder {directory} is not writable")
+
+
+def _check_config_path(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"--write-config {path} is a folder: name a file")
+    _check_out_dir(path.parent)
 
 
 def _external_workers(pairs: Sequence[str]) -> dict[str, list[str]]:
@@ -368,6 +387,15 @@ def _say_skipped(run: BacktestRun) -> None:
         reasons[window.reason] = reasons.get(window.reason, 0) + 1
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1])[:5]:
         print(f"  {count} x {reason}", file=sys.stderr)
+
+
+def _report_failure(command: str, path: Path, error: OSError) -> int:
+    print(
+        f"quorum {command}: cannot write {path}: {error}. The verdicts are in the verdict"
+        " cache: run again with another --out to write the report without generating them.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 def _usage_failure(command: str, error: Exception) -> int:

@@ -39,7 +39,26 @@ def write_backtest(
     document: dict[str, Any], outcomes: Sequence[WindowOutcome], directory: Path
 ) -> None:
     report.write_report(document, directory)
+    (directory / "report.txt").write_text(render_backtest(document))
     write_windows(outcomes, directory)
+
+
+def render_backtest(document: dict[str, Any]) -> str:
+    """Return the report table, after a line on an interrupted run or skipped windows."""
+    run = document["run"]
+    notes = []
+    if run["interrupted"]:
+        notes.append(
+            f"INTERRUPTED: {run['windows_scored']} of {run['windows_planned']} windows scored;"
+            " run the same command again to resume from the cache."
+        )
+    if run["windows_skipped"]:
+        reasons = "; ".join(
+            f"{entry['windows']} x {entry['reason']}" for entry in run["skip_reasons"]
+        )
+        notes.append(f"skipped {run['windows_skipped']} windows: {reasons}")
+    table = report.render_table(document)
+    return "\n".join(notes) + ("\n\n" if notes else "") + table
 
 
 def calibration_report(

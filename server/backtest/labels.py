@@ -55,7 +55,8 @@ def label_windows(
         outcome = _close_at(bars, end + horizon_ns, period_ns)
         previous = _close_at(bars, end - horizon_ns, period_ns)
         if reference is None:
-            labels.append(Unlabeled(end, f"no {bars.symbol} bar closes in the bar before it"))
+            reason = f"no {bars.symbol} bar closes within one bar period before window_end"
+            labels.append(Unlabeled(end, reason))
         elif outcome is None:
             reason = f"no {bars.symbol} bar closes at the {horizon_minutes}-minute horizon"
             labels.append(Unlabeled(end, reason))
