@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
+from server.utc_time import parse_utc
+
 log = logging.getLogger(__name__)
 
 MIN_TOKEN_LENGTH = 32
@@ -109,16 +111,12 @@ def read_token_lines(path: Path) -> list[tuple[int, str, float | None]]:
 def _parse_expiry(where: str, text: str) -> float | None:
     if not text:
         return None
-    value = text[:-1] + "+00:00" if text.endswith("Z") else text
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_utc(text).timestamp()
     except ValueError:
         raise TokenFileError(
             f"{where}: invalid expiry {text!r}: use ISO 8601 such as 2027-01-31T00:00Z"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def read_client_token(path: Path, clock: Callable[[], float] = time.time) -> ClientToken:

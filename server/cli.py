@@ -19,6 +19,7 @@ from server.config import Config, ConfigError
 from server.market_store import MarketStore
 from server.observability import ObservabilityOptions
 from server.parent_watch import terminate_with_parent
+from server.utc_time import parse_utc
 
 if TYPE_CHECKING:
     from quorum.v1 import ensemble_pb2
@@ -284,18 +285,12 @@ def _add_token_file(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_time(text: str) -> datetime:
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_utc(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid time {text!r}: use ISO 8601 such as 2019-06-03T12:00Z"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _run_ingest(args: argparse.Namespace, config: Config) -> int:

@@ -179,7 +179,7 @@ def _verdict_summary(verdict: ensemble_pb2.ModelVerdict) -> str:
 
 
 def _confidence_text(verdict: ensemble_pb2.ModelVerdict) -> str:
-    """The stated confidence, and the calibrated one the consensus weighed when it differs."""
+    """Return the stated confidence, and the calibrated one the consensus weighed if it differs."""
     stated = verdict.verdict.confidence
     if verdict.calibrated_confidence == stated:
         return f"{stated:.2f}"

@@ -259,7 +259,7 @@ _MODEL_KEYS = {
     "confidence_calibration",
 }
 # Keys of the reference ConfigMap that this loader reads into other settings.
-MODEL_LIST_KEYS = ("models", "large_models", "small_models")
+_MODEL_LIST_KEYS = ("models", "large_models", "small_models")
 _OTHER_KEYS = {
     "enable_parallel_processing",
     "require_large_model_consensus",
@@ -319,7 +319,7 @@ def _read_configmap_dir(source: Path) -> dict[str, Any]:
 def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config:
     """Build a Config from parsed YAML or ConfigMap data, validating every key."""
     known = set(_THRESHOLD_KEYS) | set(_INT_KEYS) | set(_FLOAT_KEYS) | set(_STRING_KEYS)
-    known |= set(MODEL_LIST_KEYS) | _OTHER_KEYS
+    known |= set(_MODEL_LIST_KEYS) | _OTHER_KEYS
     known |= set(SECURITY_PATH_KEYS) | set(_SECURITY_BOOL_KEYS)
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -366,9 +366,13 @@ def from_mapping(raw: Mapping[str, Any], base_dir: Path | None = None) -> Config
     return config
 
 
-def _parse_models(raw: Mapping[str, Any], base_dir: Path | None) -> tuple[ModelConfig, ...]:
-    entries: list[Any] = []
-    for key in MODEL_LIST_KEYS:
+def model_lists(raw: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Return each model list key that is set with its entries, parsing a ConfigMap's string.
+
+    Raises ConfigError when a key's value is not a list.
+    """
+    lists: dict[str, list[Any]] = {}
+    for key in _MODEL_LIST_KEYS:
         value = raw.get(key)
         if value is None:
             continue
@@ -376,7 +380,12 @@ def _parse_models(raw: Mapping[str, Any], base_dir: Path | None) -> tuple[ModelC
             value = yaml.safe_load(value)
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list of models, got {type(value).__name__}")
-        entries.extend(value)
+        lists[key] = value
+    return lists
+
+
+def _parse_models(raw: Mapping[str, Any], base_dir: Path | None) -> tuple[ModelConfig, ...]:
+    entries = [entry for listed in model_lists(raw).values() for entry in listed]
     if not entries:
         raise ConfigError("no models configured: add a `models` list")
 

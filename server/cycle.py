@@ -493,7 +493,7 @@ def generate_request(
     context: Context,
     config: Config,
 ) -> inference_pb2.GenerateRequest:
-    """The request every worker receives for a context."""
+    """Build the request every worker receives for a context."""
     return inference_pb2.GenerateRequest(
         request_id=request_id,
         symbol=inputs.symbol,

@@ -7,11 +7,10 @@ here instead of generating it again. An entry's key is the SHA-256 of three fing
   the installed version of the package it comes from;
 - the context: the whole GenerateRequest the worker would receive (symbol, window, horizon,
   context size, every section's name, priority, budget and text), without its request id;
-- the generation settings: temperature, seed, max_tokens, the context window the worker runs
-  with (the model's `n_ctx`, else its training context capped at max_context_size, as the
-  worker resolves it), the llama-cpp-python version, and the source of the worker modules that
-  turn a request into a completion (prompt, chat template, grammar, context fitting,
-  generation).
+- the generation settings: temperature, seed, max_tokens, the llama-cpp-python version, and
+  the source of the worker modules that turn a request into a completion (prompt, chat
+  template, grammar, context fitting, generation). They also include the context window the
+  worker runs with: the model's `n_ctx`, else its training context capped at max_context_size.
 
 A change to any of them gives another key, so a stale entry is never read. It stays on disk
 until the cache directory is removed.
@@ -21,8 +20,8 @@ file, written through a temporary file and `os.replace`. A file that cannot be r
 fingerprints differ from the key's, is a miss and is logged.
 
 Only outcomes that the same inputs reproduce are kept: a verdict, or output that failed to
-parse or ran out of tokens. A worker that was down, overloaded, cancelled or too slow says
-nothing about the model, so those outcomes are generated again next time.
+parse or ran out of tokens. A worker that was down, overloaded, cancelled or too slow gives
+no evidence about the model, so those outcomes are generated again next time.
 """
 
 from __future__ import annotations
@@ -105,7 +104,7 @@ class CachedOutcome:
 class VerdictCache:
     """Reads and writes cache entries under one data lake.
 
-    `model_files` maps a model name to its GGUF file where this machine has it; a model
+    `model_files` maps a model name to its GGUF file where this machine has it. A model
     without one is fingerprinted from its configuration alone, and a warning is logged.
     `max_context_size` caps the context window of a model without `n_ctx`, as in the worker.
 
@@ -173,7 +172,9 @@ class VerdictCache:
             result = inference_pb2.GenerationResult.FromString(row["result"])
         except DecodeError as error:
             log.warning(
-                "Verdict cache entry %s holds a damaged result, so it is a miss: %s", path, error
+                "Verdict cache entry %s has a result that failed to parse, so it is a miss: %s",
+                path,
+                error,
             )
             return None
         return CachedOutcome(result, int(row["failure_kind"]), str(row["failure"] or ""), path)

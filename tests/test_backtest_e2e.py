@@ -386,7 +386,7 @@ def test_future_data_reaches_no_context(
     """Bars, news and order books after window_end change no context: every verdict of the
     window is read back from the cache under the same key, and no model is asked again.
 
-    The lake holds BTC and ETH only, so both the symbol's own data and its related symbol's
+    The lake contains BTC and ETH only, so both the symbol's own data and its related symbol's
     (the correlation section) change after window_end."""
     config_path, out, _ = first_run
     copy = tmp_path_factory.mktemp("future") / "lake"

@@ -19,7 +19,7 @@ import yaml
 
 from server import config as config_module
 from server.confidence_map import PlattMap
-from server.config import MODEL_LIST_KEYS, SECURITY_PATH_KEYS, Config, ConfigError
+from server.config import SECURITY_PATH_KEYS, Config, ConfigError
 
 
 def calibrated_mapping(
@@ -32,12 +32,7 @@ def calibrated_mapping(
     raw = config_module.read_raw(source)
     base_dir = source.resolve().parent
     seen: set[str] = set()
-    for key in MODEL_LIST_KEYS:
-        entries = raw.get(key)
-        if entries is None:
-            continue
-        if isinstance(entries, str):
-            entries = yaml.safe_load(entries)
+    for key, entries in config_module.model_lists(raw).items():
         raw[key] = [_model_entry(entry, config, weights, maps, seen) for entry in entries]
     missing = sorted(set(weights) - seen)
     if missing:

@@ -1,11 +1,14 @@
 """The reports that `quorum backtest` and `quorum calibrate` write, from a run's windows.
 
 A backtest folder contains report.json, report.txt, reliability.png, cumulative_return.png and
-windows.parquet. A calibration folder contains report.json and report.txt (the method, the
-learned weights and maps, and the held-out scores of the configured and the learned
-ensemble), a `configured/` and a `learned/` folder with each one's backtest report and
-plots, windows.parquet of the held-out windows under the learned configuration, and the
-learned configuration file.
+windows.parquet.
+
+A calibration folder contains:
+- report.json and report.txt: the method, the learned weights and maps, and the held-out
+  scores of the configured and the learned ensemble;
+- `configured/` and `learned/`, each with its backtest report and plots;
+- windows.parquet of the held-out windows under the learned configuration;
+- the learned configuration file.
 """
 
 from __future__ import annotations

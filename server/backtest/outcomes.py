@@ -18,14 +18,14 @@ class ModelCall:
     # The base weight the consensus used.
     weight: float
     answered: bool
-    # 1 bullish, 2 bearish, 3 neutral; 0 when the model did not answer.
+    # 1 bullish, 2 bearish, 3 neutral; 0 for a failed verdict.
     direction: int
-    # The model's own confidence, in [0, 1]; 0 when it did not answer.
+    # The model's own confidence, in [0, 1]; 0 for a failed verdict.
     confidence: float
     # The confidence after the model's calibration map, which the consensus weighed; equal
     # to `confidence` for a model without a map.
     calibrated_confidence: float
-    # Expected move in percent over the horizon; 0 when the model did not answer.
+    # Expected move in percent over the horizon; 0 for a failed verdict.
     prediction_pct: float
     # The verdict came from the verdict cache, not from a generation in this run.
     from_cache: bool

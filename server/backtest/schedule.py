@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 
 from server.market_data import NS_PER_MINUTE
+from server.utc_time import parse_utc
 
 _EVERY = re.compile(r"(?P<count>[0-9]+)\s*(?P<unit>m|min|h|d)")
 _UNIT_MINUTES = {"m": 1, "min": 1, "h": 60, "d": 24 * 60}
@@ -30,18 +31,15 @@ def parse_moment(text: str) -> int:
     A time without a zone is UTC.
     """
     value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
+    if value.endswith("z"):
+        value = value[:-1] + "Z"
     try:
-        moment = datetime.fromisoformat(value)
+        moment = parse_utc(value)
     except ValueError:
         raise ValueError(
             f"time {text!r} is not a date (2019-01-01) or an ISO 8601 time (2019-01-01T12:00Z)"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    delta = moment.astimezone(UTC) - epoch
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     # Whole microseconds, from integers: a float timestamp would round far dates.
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     return micros * 1_000
